@@ -1,0 +1,48 @@
+# deeplens-magiccards: `make demo` runs the main job, `make test` runs the whole test suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BASE_IMAGE ?= magiccards/base:bookworm
+DEMO := demo-output
+BENCH := bench-output
+# pip on these machines warns about every configured local index it does not find; keep the log readable
+QUIET_PIP := grep -v "^WARNING: Location" || true
+
+.PHONY: install docker base-image test test-fast demo bench-pack clean
+
+install: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+docker:  ## install docker.io and debootstrap when missing, start dockerd when no engine answers
+	bash container/ensure-docker.sh
+
+base-image: install docker
+	$(BIN)/magiccards base-image --tag $(BASE_IMAGE)
+
+test: install base-image
+	$(BIN)/pytest -q
+
+test-fast: install  ## the tests that need no Docker engine
+	$(BIN)/pytest -q -m "not docker"
+
+demo: install
+	rm -rf $(DEMO)
+	$(BIN)/magiccards synth $(DEMO)/cards --task classification --count 600 --classes 6 --seed 1
+	$(BIN)/magiccards pack $(DEMO)/cards $(DEMO)/cards-rec --resize 224
+	$(BIN)/magiccards inspect $(DEMO)/cards-rec/train.rec --sheet $(DEMO)/cards-train.png
+	$(BIN)/magiccards synth $(DEMO)/scenes --task detection --count 200 --classes 6 --seed 1
+	$(BIN)/magiccards pack $(DEMO)/scenes $(DEMO)/scenes-rec
+	$(BIN)/magiccards inspect $(DEMO)/scenes-rec/train.rec --sheet $(DEMO)/scenes-train.png
+	@echo "demo done: contact sheets in $(DEMO)/cards-train.png and $(DEMO)/scenes-train.png"
+
+bench-pack: install
+	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack
+
+clean:
+	rm -rf $(DEMO) $(BENCH) .pytest_cache

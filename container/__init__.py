@@ -1,0 +1,1 @@
+"""Everything that builds, runs, publishes and launches the training image."""

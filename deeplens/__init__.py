@@ -1,0 +1,1 @@
+"""deeplens room (filled in by later issues)."""

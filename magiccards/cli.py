@@ -1,0 +1,140 @@
+"""The `magiccards` command line: parses arguments and calls one function per verb."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SHOWN_PROBLEMS = 15
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="render a synthetic card dataset",
+                       description="Render procedural Magic-like cards on varied backgrounds.")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--task", choices=("classification", "detection"), default="classification")
+    p.add_argument("--count", type=int, default=500, help="number of images (default 500)")
+    p.add_argument("--classes", default="6",
+                   help="number of classes, or comma-separated class names (default 6)")
+    p.add_argument("--size", type=int, default=None,
+                   help="image side in pixels (default 256 for classification, 512 for detection)")
+    p.add_argument("--backgrounds", type=Path, default=None, help="folder of real photos used as backgrounds")
+    p.add_argument("--max-cards", type=int, default=4, help="most cards per detection scene (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.set_defaults(func=_run_synth)
+
+
+def _add_pack(sub) -> None:
+    p = sub.add_parser("pack", help="pack a dataset into im2rec-compatible .lst/.rec/.idx",
+                       description="Pack class folders (classification) or VOC / COCO / SageMaker JSON / CSV "
+                                   "annotations (detection) into train and validation RecordIO files.")
+    p.add_argument("input", type=Path, help="dataset folder, COCO .json or boxes .csv")
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "csv"))
+    p.add_argument("--images", type=Path, default=None, help="image folder, when not the default beside the annotations")
+    p.add_argument("--classes", type=Path, default=None, help="classes.txt fixing class names and order")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (default 0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resize", type=int, default=None, help="shrink so the shorter side is this many pixels")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality when re-encoding (default 95)")
+    p.add_argument("--pass-through", action="store_true", help="store the original JPEG bytes unchanged")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.set_defaults(func=_run_pack)
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="statistics and a PNG contact sheet of a .rec file")
+    p.add_argument("rec", type=Path, help="a .rec file written by pack or im2rec")
+    p.add_argument("--classes", type=Path, default=None, help="classes.txt (default: the one beside the .rec)")
+    p.add_argument("--sheet", type=Path, default=None, help="contact sheet PNG (default: FILE.sheet.png)")
+    p.add_argument("--samples", type=int, default=24, help="images on the contact sheet (default 24)")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=_run_inspect)
+
+
+def _add_base_image(sub) -> None:
+    p = sub.add_parser("base-image", help="build the local Debian/Python base image (no registry needed)")
+    p.add_argument("--tag", default="magiccards/base:bookworm")
+    p.add_argument("--rebuild", action="store_true", help="build even when the image exists")
+    p.set_defaults(func=_run_base_image)
+
+
+def _run_base_image(args) -> int:
+    from .container import base_image
+    tag = base_image.build(args.tag) if args.rebuild else base_image.ensure(args.tag)
+    print(f"base image ready: {tag}")
+    return 0
+
+
+def _run_synth(args) -> int:
+    from .train.data.synth import synth
+    classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",") if c.strip()]
+    result = synth(args.out, task=args.task, count=args.count, classes=classes, size=args.size,
+                   backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers)
+    print(f"wrote {result.images} {args.task} image(s) of {len(result.classes)} class(es) to {args.out} "
+          f"in {result.seconds:.1f} s ({result.images / max(result.seconds, 1e-9):.0f} img/s)")
+    return 0
+
+
+def _run_pack(args) -> int:
+    from .train.data.pack import pack
+    if args.pass_through and args.resize:
+        print("note: --pass-through stores original bytes; --resize is ignored", file=sys.stderr)
+        args.resize = None
+    r = pack(args.input, args.out, fmt=args.format, images=args.images, classes=args.classes,
+             val_fraction=args.val_fraction, seed=args.seed, resize=args.resize, quality=args.quality,
+             pass_through=args.pass_through, workers=args.workers)
+    unit = "images" if r.task == "classification" else "objects"
+    for split, n in r.images.items():
+        per_class = ", ".join(f"{k}={v}" for k, v in r.counts[split].items())
+        print(f"{split}: {n} images ({unit} per class: {per_class})")
+    total = sum(r.images.values())
+    print(f"packed {total} image(s) in {r.seconds:.1f} s ({total / max(r.seconds, 1e-9):.0f} img/s) -> {r.out_dir}")
+    if r.problems:
+        print(f"{sum(r.problems.values())} problem(s); {r.skipped} image(s) skipped:", file=sys.stderr)
+        for kind, n in sorted(r.problems.items()):
+            print(f"  {kind}: {n}", file=sys.stderr)
+        import json
+        listed = json.loads((r.out_dir / "pack-report.json").read_text())["problems"]
+        for p in listed[:SHOWN_PROBLEMS]:
+            print(f"  - {p['kind']}: {p['item']}: {p['reason']}", file=sys.stderr)
+        if len(listed) > SHOWN_PROBLEMS:
+            print(f"  ... {len(listed) - SHOWN_PROBLEMS} more in {r.out_dir / 'pack-report.json'}", file=sys.stderr)
+    return 0
+
+
+def _run_inspect(args) -> int:
+    import json
+    from .train.data.inspect import inspect_rec, format_stats
+    stats = inspect_rec(args.rec, classes=args.classes, sheet=args.sheet, samples=args.samples)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magiccards", description=__doc__)
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_synth, _add_pack, _add_inspect, _add_base_image):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `magiccards` console script."""
+    args = build_parser().parse_args(argv)
+    from .train.errors import UserError
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""serve room (filled in by later issues)."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: generated card data, the shared raccoon photos, and the Docker engine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MAGICCARDS_SHARED", REPO.parent / "shared"))
+RACCOON = SHARED / "datasets" / "raccoon"
+
+
+@pytest.fixture(scope="session")
+def raccoon() -> Path:
+    if not (RACCOON / "annotations").is_dir():
+        pytest.fail(f"the shared raccoon dataset is missing at {RACCOON} (set MAGICCARDS_SHARED)")
+    return RACCOON
+
+
+@pytest.fixture(scope="session")
+def card_folders(tmp_path_factory) -> Path:
+    """A small classification set: 4 classes x 10 images of 96 px."""
+    from magiccards.train.data.synth import synth
+    out = tmp_path_factory.mktemp("cards")
+    synth(out, task="classification", count=40, classes=4, size=96, seed=3, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def card_scenes(tmp_path_factory) -> Path:
+    """A small detection set: 12 scenes of 160 px with VOC annotations."""
+    from magiccards.train.data.synth import synth
+    out = tmp_path_factory.mktemp("scenes")
+    synth(out, task="detection", count=12, classes=3, size=160, seed=4, workers=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The Docker engine. In CI a missing engine fails the test; elsewhere it skips with the reason."""
+    from magiccards.container.docker_engine import DockerUnavailable, client
+    try:
+        return client()
+    except DockerUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {e}")
+        pytest.skip(str(e))

@@ -1,0 +1,30 @@
+"""Small helpers shared by tests: running the CLI and reading records back."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """Run `magiccards ARGS` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "magiccards.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def read_all(rec: Path) -> list[tuple[mx.recordio.IRHeader, bytes]]:
+    reader = mx.recordio.MXIndexedRecordIO(str(Path(rec).with_suffix(".idx")), str(rec), "r")
+    try:
+        return [mx.recordio.unpack(reader.read_idx(k)) for k in sorted(reader.keys)]
+    finally:
+        reader.close()
+
+
+def lst_rows(lst: Path) -> list[list[str]]:
+    return [line.rstrip("\n").split("\t") for line in Path(lst).read_text().splitlines()]
+
+
+def labels_of(header) -> np.ndarray:
+    return np.asarray(header.label, dtype=np.float32).ravel()

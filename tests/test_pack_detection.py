@@ -1,0 +1,125 @@
+import csv
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from gluoncv.data import RecordFileDetection
+
+from magiccards.train.data.labels import parse_detection_label
+from magiccards.train.data.pack import pack
+
+from .helpers import labels_of, lst_rows, read_all
+
+
+def voc_boxes(xml_path):
+    """(size, [(name, xmin, ymin, xmax, ymax)]) straight from a VOC file."""
+    root = ET.parse(xml_path).getroot()
+    size = (int(root.findtext("size/width")), int(root.findtext("size/height")))
+    objs = [(o.findtext("name"), *(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax")))
+            for o in root.iter("object")]
+    return size, objs
+
+
+def test_raccoon_boxes_survive_within_a_thousandth(raccoon, tmp_path):
+    r = pack(raccoon, tmp_path, val_fraction=0.2, seed=0, resize=256, workers=2, progress=False)
+    assert r.classes == ["raccoon"]
+    assert sum(r.images.values()) + r.skipped == 200
+    checked = 0
+    for split in ("train", "validation"):
+        dataset = RecordFileDetection(str(tmp_path / f"{split}.rec"))
+        rows = lst_rows(tmp_path / f"{split}.lst")
+        assert len(dataset) == len(rows) == r.images[split]
+        for k, row in enumerate(rows):
+            img, label = dataset[k]
+            h, w = img.shape[:2]
+            original = (int(float(row[3])), int(float(row[4])))  # the .lst keeps the file's own size
+            assert min(h, w) == min(256, min(original))  # downscale only
+            size, objs = voc_boxes(raccoon / "annotations" / (row[-1].split("/")[-1].rsplit(".", 1)[0] + ".xml"))
+            expected = np.array([[x0 / size[0], y0 / size[1], x1 / size[0], y1 / size[1]] for _, x0, y0, x1, y1 in objs])
+            got = label[:, :4] / np.array([w, h, w, h])
+            assert label.shape == (len(objs), 5) and (label[:, 4] == 0).all()
+            assert np.abs(got - expected).max() < 1e-3, row[-1]
+            checked += 1
+    assert checked == sum(r.images.values()) >= 190
+
+
+def test_detection_header_layout(card_scenes, tmp_path):
+    pack(card_scenes, tmp_path, val_fraction=0, workers=1, progress=False)
+    for header, _ in read_all(tmp_path / "train.rec"):
+        label = labels_of(header)
+        head, objects = parse_detection_label(label)
+        assert head.tolist() == [4, 5, 160, 160]
+        assert header.flag == label.size
+        assert ((objects[:, 1:] >= 0) & (objects[:, 1:] <= 1)).all()
+        assert (objects[:, 3] > objects[:, 1]).all() and (objects[:, 4] > objects[:, 2]).all()
+
+
+def _raccoon_subset(raccoon, n=12):
+    files = sorted((raccoon / "annotations").glob("*.xml"))[:n]
+    return [(x, *voc_boxes(x)) for x in files]
+
+
+def _write_coco(raccoon, path):
+    images, annotations = [], []
+    for i, (x, size, objs) in enumerate(_raccoon_subset(raccoon)):
+        images.append({"id": i, "file_name": x.stem + ".jpg", "width": size[0], "height": size[1]})
+        annotations += [{"id": len(annotations), "image_id": i, "category_id": 7,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0]} for _, x0, y0, x1, y1 in objs]
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 7, "name": "raccoon"}]}))
+
+
+def _write_sagemaker(raccoon, folder):
+    folder.mkdir()
+    for x, size, objs in _raccoon_subset(raccoon):
+        doc = {"file": x.stem + ".jpg", "image_size": [{"width": size[0], "height": size[1], "depth": 3}],
+               "annotations": [{"class_id": 0, "left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0}
+                               for _, x0, y0, x1, y1 in objs],
+               "categories": [{"class_id": 0, "name": "raccoon"}]}
+        (folder / f"{x.stem}.json").write_text(json.dumps(doc))
+
+
+def _write_csv(raccoon, path):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
+        for x, size, objs in _raccoon_subset(raccoon):
+            for name, *box in objs:
+                w.writerow([x.stem + ".jpg", *size, name, *box])
+
+
+@pytest.mark.parametrize("fmt", ["coco", "sagemaker", "csv"])
+def test_other_formats_give_the_same_records_as_voc(raccoon, tmp_path, fmt):
+    voc_dir = tmp_path / "voc"
+    (voc_dir / "annotations").mkdir(parents=True)
+    for x, _, _ in _raccoon_subset(raccoon):
+        (voc_dir / "annotations" / x.name).write_bytes(x.read_bytes())
+    images = raccoon / "images"
+    if fmt == "coco":
+        src = tmp_path / "coco.json"
+        _write_coco(raccoon, src)
+    elif fmt == "sagemaker":
+        src = tmp_path / "sm"
+        _write_sagemaker(raccoon, src)
+    else:
+        src = tmp_path / "boxes.csv"
+        _write_csv(raccoon, src)
+    ref = pack(voc_dir, tmp_path / "ref", images=images, val_fraction=0, workers=1, progress=False)
+    got = pack(src, tmp_path / "got", images=images, fmt=fmt, val_fraction=0, workers=1, progress=False)
+    assert got.classes == ref.classes == ["raccoon"]
+    assert got.images == ref.images
+    want = {row[-1].split("/")[-1]: row[1:-1] for row in lst_rows(tmp_path / "ref" / "train.lst")}
+    have = {row[-1].split("/")[-1]: row[1:-1] for row in lst_rows(tmp_path / "got" / "train.lst")}
+    assert have == want
+
+
+def test_auto_detects_each_format(raccoon, tmp_path):
+    from magiccards.train.data.load import detect_format
+    _write_coco(raccoon, tmp_path / "c.json")
+    _write_csv(raccoon, tmp_path / "b.csv")
+    _write_sagemaker(raccoon, tmp_path / "sm")
+    assert detect_format(raccoon) == "voc"
+    assert detect_format(tmp_path / "c.json") == "coco"
+    assert detect_format(tmp_path / "b.csv") == "csv"
+    assert detect_format(tmp_path / "sm") == "sagemaker"

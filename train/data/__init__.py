@@ -1,0 +1,1 @@
+"""Dataset tools (synth, pack, inspect) beside the RecordIO readers that consume their output."""

@@ -1,0 +1,138 @@
+"""Turn one image file into record bytes: decode, check, orient, convert to RGB, resize, re-encode.
+
+Runs in pack's worker processes, so it imports no MXNet. JPEG files are decoded at a reduced scale
+(libjpeg DCT scaling through PIL's `draft`) when the target is at most half the original size, which
+is where most of pack's speed over im2rec comes from (see bench/bench_pack.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .formats.common import clean_boxes
+from .samples import Problem, Problems, Sample
+
+Image.MAX_IMAGE_PIXELS = 200_000_000
+ORIENTATION_TAG = 0x0112
+TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeOptions:
+    resize: int | None = None  # shorter side, downscale only
+    quality: int = 95
+    pass_through: bool = False
+
+
+@dataclasses.dataclass
+class Encoded:
+    """What a worker returns. `data` is None when the image was skipped (see `problems`)."""
+
+    data: bytes | None
+    digest: str
+    size: tuple[int, int] = (0, 0)  # width, height of the stored image
+    source_size: tuple[int, int] = (0, 0)  # width, height of the file as oriented for its labels
+    boxes: np.ndarray | None = None  # (N, 5): cls, xmin, ymin, xmax, ymax normalised
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+
+
+def encode(sample: Sample, options: EncodeOptions) -> Encoded:
+    """Encode one sample; never raises for a bad file, reports it in `problems` instead."""
+    problems = Problems()
+    try:
+        raw = sample.path.read_bytes()
+    except OSError as e:
+        problems.add("unreadable file", sample.rel, f"{e.strerror or e}; skipped")
+        return Encoded(None, "", problems=problems.items)
+    digest = hashlib.sha1(raw).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _encode(raw, digest, sample, options, problems)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        problems.add("corrupt image", sample.rel, f"cannot decode ({type(e).__name__}: {e}); skipped")
+        return Encoded(None, digest, problems=problems.items)
+
+
+def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, problems: Problems) -> Encoded:
+    img = Image.open(io.BytesIO(raw))
+    fmt, mode = img.format, img.mode
+    orientation = img.getexif().get(ORIENTATION_TAG, 1) if fmt in ("JPEG", "TIFF", "PNG", "WEBP") else 1
+    apply_orientation = _should_orient(orientation, img.size, sample)
+    width, height = img.size
+    if apply_orientation and orientation in TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    target = _target_size(width, height, options.resize)
+    pass_through = options.pass_through and fmt == "JPEG" and mode in ("RGB", "L") and orientation == 1
+    if options.pass_through and not pass_through:
+        problems.add("re-encoded", sample.rel, f"{fmt} {mode} file (EXIF orientation {orientation}) cannot pass through "
+                     "as it is; stored as an RGB JPEG")
+    if pass_through:
+        img.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # cheap full decode: catches truncation
+        img.load()
+        data, stored = raw, (width, height)
+    else:
+        if fmt == "JPEG" and mode in ("RGB", "L", "YCbCr"):
+            raw_target = target if not (apply_orientation and orientation in TRANSPOSING_ORIENTATIONS) else target[::-1]
+            img.draft("RGB", raw_target)
+        img.load()
+        if apply_orientation and orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        img = _to_rgb(img, mode, sample.rel, problems)
+        if img.size != target:
+            img = img.resize(target, Image.BILINEAR)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=options.quality)
+        data, stored = buf.getvalue(), img.size
+    boxes = _normalised_boxes(sample, (width, height), problems) if sample.is_detection else None
+    if boxes is not None and len(boxes) == 0:
+        problems.add("no objects", sample.rel, "no usable object is left in this image; image skipped")
+        return Encoded(None, digest, problems=problems.items)
+    return Encoded(data, digest, stored, (width, height), boxes, problems.items)
+
+
+def _should_orient(orientation: int, raw_size: tuple[int, int], sample: Sample) -> bool:
+    """Apply EXIF orientation like OpenCV does, unless boxes were drawn on the unrotated pixels."""
+    if orientation == 1:
+        return False
+    if not sample.is_detection:
+        return True
+    return sample.size is not None and orientation in TRANSPOSING_ORIENTATIONS and sample.size == raw_size[::-1] != raw_size
+
+
+def _target_size(width: int, height: int, resize: int | None) -> tuple[int, int]:
+    if not resize or min(width, height) <= resize:
+        return width, height
+    scale = resize / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _to_rgb(img: Image.Image, mode: str, item: str, problems: Problems) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        problems.add("converted", item, f"{mode} image with transparency composited on white")
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if mode not in ("L", "P"):
+        problems.add("converted", item, f"{mode} image converted to RGB")
+    return img.convert("RGB")
+
+
+def _normalised_boxes(sample: Sample, actual: tuple[int, int], problems: Problems) -> np.ndarray:
+    frame = sample.size or actual
+    if sample.size is not None and sample.size != actual:
+        problems.add("size mismatch", sample.rel,
+                     f"annotation says {sample.size[0]}x{sample.size[1]}, image is {actual[0]}x{actual[1]}; "
+                     "boxes taken in the annotation's frame")
+    boxes = sample.boxes if sample.size is not None else clean_boxes(sample.boxes, *actual, sample.rel, problems)
+    w, h = frame
+    rows = [(b.cls, b.xmin / w, b.ymin / h, b.xmax / w, b.ymax / h) for b in boxes]
+    return np.clip(np.asarray(rows, dtype=np.float32).reshape(-1, 5), [0, 0, 0, 0, 0], [np.inf, 1, 1, 1, 1])

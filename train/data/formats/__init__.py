@@ -1,0 +1,1 @@
+"""Annotation formats read by `magiccards pack` (Pascal VOC, COCO, SageMaker JSON, CSV)."""

@@ -1,0 +1,43 @@
+"""Classification folders: `ROOT/<class name>/<image>`; the folder name is the class."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..samples import Problems, Sample, is_image_file
+
+
+def looks_like(root: Path) -> bool:
+    return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+
+
+def read(root: Path, classes: list[str] | None, problems: Problems) -> tuple[list[Sample], list[str]]:
+    """One sample per image file; empty class folders are reported and left out of the class list."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for p in sorted(root.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            problems.add("outside class folder", p, "files must sit in a folder named after their class; skipped")
+    found: dict[str, list[Path]] = {}
+    for folder in folders:
+        files = []
+        for p in sorted(folder.rglob("*")):
+            if p.is_dir() or p.name.startswith("."):
+                continue
+            if is_image_file(p):
+                files.append(p)
+            else:
+                problems.add("not an image", p, f"suffix {p.suffix or '(none)'} is not an image format; skipped")
+        found[folder.name] = files
+    if classes is None:
+        for name, files in found.items():
+            if not files:
+                problems.add("empty class", root / name, "the folder holds no image; class left out")
+        classes = [name for name, files in found.items() if files]
+    else:
+        for name in classes:
+            if not found.get(name):
+                problems.add("empty class", root / name, "no image for this class; its index stays reserved")
+        for name in found:
+            if name not in classes:
+                problems.add("unknown class", root / name, f"folder is not one of the given classes {classes}; skipped")
+    samples = [Sample(path=p.resolve(), rel="", label=i) for i, name in enumerate(classes) for p in found.get(name, [])]
+    return samples, classes

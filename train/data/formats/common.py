@@ -1,0 +1,118 @@
+"""Shared steps of the annotation readers: class indexing, box cleaning, orphan detection."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ...errors import DataError
+from ..samples import Box, Problems, Sample, is_image_file
+
+
+@dataclasses.dataclass
+class RawObject:
+    name: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+@dataclasses.dataclass
+class RawImage:
+    """An annotated image before class names become indices."""
+
+    path: Path
+    size: tuple[int, int] | None
+    objects: list[RawObject]
+    source: str  # the annotation file (and entry) it came from, for messages
+
+
+def clean_boxes(boxes: list[Box], width: int, height: int, item: str, problems: Problems) -> list[Box]:
+    """Clip boxes to the image; drop (and report) those outside it, of zero area, or repeated."""
+    kept: list[Box] = []
+    seen = set()
+    for b in boxes:
+        coords = f"({b.xmin:g},{b.ymin:g},{b.xmax:g},{b.ymax:g})"
+        if not all(map(_finite, (b.xmin, b.ymin, b.xmax, b.ymax))):
+            problems.add("invalid box", item, f"box {coords} has a non-numeric coordinate")
+            continue
+        if b.xmax <= b.xmin or b.ymax <= b.ymin:
+            problems.add("zero-area box", item, f"box {coords} has zero or negative area")
+            continue
+        if b.xmax <= 0 or b.ymax <= 0 or b.xmin >= width or b.ymin >= height:
+            problems.add("box outside image", item, f"box {coords} lies outside the {width}x{height} image")
+            continue
+        clipped = Box(b.cls, max(0.0, b.xmin), max(0.0, b.ymin), min(float(width), b.xmax), min(float(height), b.ymax))
+        if clipped != b:
+            problems.add("box clipped", item, f"box {coords} extends past the {width}x{height} image; clipped")
+        key = (clipped.cls, round(clipped.xmin, 3), round(clipped.ymin, 3), round(clipped.xmax, 3), round(clipped.ymax, 3))
+        if key in seen:
+            problems.add("duplicate box", item, f"box {coords} appears twice; kept once")
+            continue
+        seen.add(key)
+        kept.append(clipped)
+    return kept
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Problems) -> tuple[list[Sample], list[str]]:
+    """Turn raw annotations into detection samples.
+
+    Class indices follow `classes` when given (objects of other classes are skipped and reported),
+    else the sorted set of names found. Repeated images are merged once; images left without any
+    usable object are skipped and reported.
+    """
+    if classes is None:
+        classes = sorted({o.name for r in raw for o in r.objects})
+    index = {name: i for i, name in enumerate(classes)}
+    samples: list[Sample] = []
+    by_path: dict[Path, RawImage] = {}
+    for r in raw:
+        if r.path in by_path:
+            problems.add("duplicate annotation", r.source,
+                         f"{r.path.name} is already annotated by {by_path[r.path].source}; this one is ignored")
+            continue
+        by_path[r.path] = r
+        if not r.path.is_file():
+            problems.add("annotation without image", r.source, f"image file {r.path} does not exist")
+            continue
+        boxes = []
+        for o in r.objects:
+            if o.name not in index:
+                problems.add("unknown class", r.source, f"class {o.name!r} is not one of {classes}; object skipped")
+                continue
+            boxes.append(Box(index[o.name], o.xmin, o.ymin, o.xmax, o.ymax))
+        if r.size is not None:
+            boxes = clean_boxes(boxes, r.size[0], r.size[1], r.source, problems)
+        if not boxes:
+            problems.add("no objects", r.source, "no usable object is left in this image; image skipped")
+            continue
+        samples.append(Sample(path=r.path, rel="", boxes=boxes, size=r.size))
+    return samples, classes
+
+
+def report_orphans(image_dir: Path, annotated: set[Path], problems: Problems) -> None:
+    """Report image files in `image_dir` that no annotation mentions."""
+    if not image_dir.is_dir():
+        return
+    for p in sorted(image_dir.rglob("*")):
+        if is_image_file(p) and p.resolve() not in annotated:
+            problems.add("image without annotation", p, "no annotation mentions this image; skipped")
+
+
+def set_relative_paths(samples: list[Sample], root: Path) -> None:
+    """Fill `rel` with the path relative to `root` (as .lst files store it), else the absolute path."""
+    for s in samples:
+        try:
+            s.rel = s.path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            s.rel = s.path.resolve().as_posix()
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{what} {path} does not exist")
+    return path

@@ -1,0 +1,94 @@
+"""Pascal VOC XML: one file per image (`annotations/*.xml`), images beside in `images/` or `JPEGImages/`."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..samples import IMAGE_SUFFIXES, Problems
+from .common import RawImage, RawObject
+
+ANNOTATION_DIRS = ("annotations", "Annotations")
+IMAGE_DIRS = ("images", "JPEGImages", "Images")
+
+
+def annotation_dir(root: Path) -> Path:
+    for name in ANNOTATION_DIRS:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def image_dir(root: Path) -> Path:
+    for name in IMAGE_DIRS:
+        if (root / name).is_dir():
+            return root / name
+    return root
+
+
+def looks_like(root: Path) -> bool:
+    return root.is_dir() and any(annotation_dir(root).glob("*.xml"))
+
+
+def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
+    """Every XML file under the annotation folder, resolved against the image folder."""
+    images = images or image_dir(root)
+    out = []
+    for xml_path in sorted(annotation_dir(root).glob("*.xml")):
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except ET.ParseError as e:
+            problems.add("corrupt annotation", xml_path, f"not valid XML ({e}); skipped")
+            continue
+        try:
+            out.append(_parse(tree, xml_path, images))
+        except (TypeError, ValueError) as e:
+            problems.add("corrupt annotation", xml_path, f"{e}; skipped")
+    return out
+
+
+def _parse(tree: ET.Element, xml_path: Path, images: Path) -> RawImage:
+    filename = (tree.findtext("filename") or "").strip()
+    path = _find_image(images, filename, xml_path.stem)
+    size = None
+    w, h = tree.findtext("size/width"), tree.findtext("size/height")
+    if w and h and float(w) > 0 and float(h) > 0:
+        size = (int(float(w)), int(float(h)))
+    objects = []
+    for obj in tree.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        box = obj.find("bndbox")
+        if box is None or not name:
+            raise ValueError("an <object> lacks <name> or <bndbox>")
+        coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+        objects.append(RawObject(name, *coords))
+    return RawImage(path=path, size=size, objects=objects, source=str(xml_path))
+
+
+def _find_image(images: Path, filename: str, stem: str) -> Path:
+    if filename and (images / filename).is_file():
+        return (images / filename).resolve()
+    for base in filter(None, (Path(filename).stem if filename else None, stem)):
+        for suffix in IMAGE_SUFFIXES:
+            for candidate in (images / f"{base}{suffix}", images / f"{base}{suffix.upper()}"):
+                if candidate.is_file():
+                    return candidate.resolve()
+    return (images / (filename or f"{stem}.jpg")).resolve()
+
+
+def write(path: Path, filename: str, width: int, height: int, objects: list[tuple[str, int, int, int, int]]) -> None:
+    """Write one Pascal VOC annotation (objects as (name, xmin, ymin, xmax, ymax) pixels)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "images"
+    ET.SubElement(root, "filename").text = filename
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for name, xmin, ymin, xmax, ymax in objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (xmin, ymin, xmax, ymax)):
+            ET.SubElement(box, tag).text = str(int(value))
+    ET.indent(root)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=False)

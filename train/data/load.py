@@ -1,0 +1,74 @@
+"""Read any supported dataset layout into samples, class names and a list of problems."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..errors import DataError
+from .formats import class_folders, coco, csv_boxes, sagemaker_json, voc
+from .formats.common import index_classes, report_orphans, set_relative_paths
+from .samples import Problems, Sample, read_classes
+
+FORMATS = ("auto", "folders", "voc", "coco", "sagemaker", "csv")
+
+
+@dataclasses.dataclass
+class Dataset:
+    samples: list[Sample]
+    classes: list[str]
+    task: str  # "classification" | "detection"
+    root: Path
+    problems: Problems
+
+
+def detect_format(path: Path) -> str:
+    """Guess the layout of `path`; raises DataError naming the layouts it knows."""
+    if coco.looks_like(path):
+        return "coco"
+    if csv_boxes.looks_like(path):
+        return "csv"
+    if voc.looks_like(path):
+        return "voc"
+    if sagemaker_json.looks_like(path):
+        return "sagemaker"
+    if class_folders.looks_like(path):
+        return "folders"
+    raise DataError(
+        f"cannot tell the dataset layout of {path}: expected class folders (DIR/<class>/*.jpg), "
+        "Pascal VOC (DIR/annotations/*.xml), a COCO .json file, SageMaker JSON (DIR/annotations/*.json) "
+        "or a .csv of boxes; name one with --format")
+
+
+def load(path: Path, fmt: str = "auto", images: Path | None = None,
+         classes: list[str] | Path | None = None) -> Dataset:
+    """Load a dataset. `classes` (a list or a classes.txt) fixes class order; unknown classes are skipped."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"input {path} does not exist")
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if isinstance(classes, (str, Path)):
+        classes = read_classes(Path(classes))
+    if images is not None and not Path(images).is_dir():
+        raise DataError(f"image folder {images} does not exist")
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    problems = Problems()
+    if fmt == "folders":
+        if not path.is_dir():
+            raise DataError(f"class folders need a directory; {path} is a file")
+        samples, classes = class_folders.read(path, classes, problems)
+        root, task = path, "classification"
+    else:
+        reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "csv": csv_boxes}[fmt]
+        raw = reader.read(path, images, problems)
+        samples, classes = index_classes(raw, classes, problems)
+        image_root = Path(images) if images else reader.image_dir(path)
+        report_orphans(image_root, {r.path for r in raw}, problems)
+        root, task = (path if path.is_dir() else path.parent), "detection"
+    if not samples:
+        raise DataError(f"no usable image found in {path} (format {fmt}); "
+                        + (f"{len(problems)} problem(s), first: {problems.items[0]}" if len(problems) else "it is empty"))
+    if task == "classification" and len(classes) < 2:
+        raise DataError(f"classification needs at least 2 classes with images; {path} has {classes}")
+    set_relative_paths(samples, root)
+    return Dataset(samples, classes, task, root, problems)

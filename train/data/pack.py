@@ -1,0 +1,172 @@
+"""`magiccards pack`: a dataset folder or annotation file to im2rec-compatible RecordIO.
+
+Writes, per split (`train`, `validation`): `.lst` (im2rec's list), `.rec` and `.idx`
+(`mx.recordio.MXIndexedRecordIO`), plus `classes.txt` and `pack-report.json`. Everything is written
+under temporary names and renamed only when the whole pack succeeded, so a failure never leaves a
+partial `.rec` behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import DataError
+from .encode import EncodeOptions, Encoded, encode
+from .labels import detection_label, lst_line
+from .load import Dataset, load
+from .samples import Sample, write_classes
+from .split import split
+
+SPLITS = ("train", "validation")
+
+
+@dataclasses.dataclass
+class PackResult:
+    out_dir: Path
+    task: str
+    classes: list[str]
+    images: dict[str, int]  # split -> images written
+    counts: dict[str, dict[str, int]]  # split -> class name -> images (classification) or objects (detection)
+    problems: dict[str, int]
+    skipped: int
+    seconds: float
+
+
+class _SplitWriter:
+    """One split's .lst/.rec/.idx, written under temporary names."""
+
+    def __init__(self, out_dir: Path, name: str):
+        self.final = {ext: out_dir / f"{name}.{ext}" for ext in ("rec", "idx", "lst")}
+        self.tmp = {ext: out_dir / f".{name}.{ext}.tmp" for ext in self.final}
+        self.record = mx.recordio.MXIndexedRecordIO(str(self.tmp["idx"]), str(self.tmp["rec"]), "w")
+        self.lst = open(self.tmp["lst"], "w")
+        self.count = 0
+        self.per_class: Counter = Counter()
+
+    def write(self, sample: Sample, enc: Encoded) -> None:
+        i = self.count
+        if enc.boxes is None:
+            header = mx.recordio.IRHeader(0, float(sample.label), i, 0)
+            self.lst.write(lst_line(i, sample.label, sample.rel))
+            self.per_class[sample.label] += 1
+        else:
+            header = mx.recordio.IRHeader(0, detection_label(enc.boxes, *enc.size), i, 0)
+            self.lst.write(lst_line(i, detection_label(enc.boxes, *enc.source_size), sample.rel))
+            self.per_class.update(int(c) for c in enc.boxes[:, 0])
+        self.record.write_idx(i, mx.recordio.pack(header, enc.data))
+        self.count += 1
+
+    def close(self) -> None:
+        self.record.close()
+        self.lst.close()
+
+    def commit(self) -> None:
+        for ext, tmp in self.tmp.items():
+            os.replace(tmp, self.final[ext])
+
+    def discard(self) -> None:
+        self.close()
+        for tmp in self.tmp.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _encode_job(job: tuple[Sample, EncodeOptions]) -> Encoded:
+    return encode(*job)
+
+
+def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | None = None,
+         classes: list[str] | Path | None = None, val_fraction: float = 0.2, seed: int = 0,
+         resize: int | None = None, quality: int = 95, pass_through: bool = False,
+         workers: int | None = None, progress: bool = True, log=print) -> PackResult:
+    """Pack a dataset into RecordIO splits in `out_dir`; see the module docstring for the files."""
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"--val-fraction must be in [0, 1); got {val_fraction}")
+    if not 1 <= quality <= 100:
+        raise DataError(f"--quality must be between 1 and 100; got {quality}")
+    if resize is not None and resize < 8:
+        raise DataError(f"--resize is the shorter side in pixels and must be at least 8; got {resize}")
+    started = time.perf_counter()
+    dataset = load(Path(input_path), fmt, images, classes)
+    log(f"{dataset.task}: {len(dataset.samples)} image(s), {len(dataset.classes)} class(es) in {dataset.root}")
+    train, val = split(dataset.samples, val_fraction, seed)
+    if val_fraction > 0 and not val:
+        raise DataError(f"{len(dataset.samples)} image(s) are too few to hold out {val_fraction:.0%} for validation; "
+                        "add images or pass --val-fraction 0")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
+    jobs = [("train", s) for s in train] + [("validation", s) for s in val]
+    writers: dict[str, _SplitWriter] = {}
+    try:
+        writers = {name: _SplitWriter(out_dir, name) for name in SPLITS if name == "train" or val}
+        skipped = _write_all(jobs, writers, dataset, EncodeOptions(resize, quality, pass_through), workers, progress)
+        for w in writers.values():
+            w.close()
+        empty = [name for name, w in writers.items() if w.count == 0]
+        if empty:
+            raise DataError(f"no image of the {' and '.join(empty)} split could be packed; "
+                            f"first problem: {dataset.problems.items[0] if len(dataset.problems) else 'none'}")
+    except BaseException:
+        for w in writers.values():
+            w.discard()
+        raise
+    for w in writers.values():
+        w.commit()
+    write_classes(out_dir / "classes.txt", dataset.classes)
+    result = PackResult(
+        out_dir=out_dir, task=dataset.task, classes=dataset.classes,
+        images={n: w.count for n, w in writers.items()},
+        counts={n: {dataset.classes[c]: k for c, k in sorted(w.per_class.items())} for n, w in writers.items()},
+        problems=dataset.problems.counts(), skipped=skipped, seconds=time.perf_counter() - started)
+    _write_report(result, dataset, out_dir)
+    return result
+
+
+def _write_all(jobs, writers, dataset: Dataset, options: EncodeOptions, workers: int | None, progress: bool) -> int:
+    """Encode in parallel (ordered), write each record; return how many images were skipped."""
+    workers = max(1, workers or os.cpu_count() or 1)
+    work = [(s, options) for _, s in jobs]
+    seen: dict[str, str] = {}
+    skipped = 0
+    bar = tqdm(total=len(jobs), unit="img", desc="pack", disable=not progress)
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(_encode_job, work, chunksize=8) if pool else map(_encode_job, work)
+        for (split_name, sample), enc in zip(jobs, results):
+            dataset.problems.extend(enc.problems)
+            if enc.data is not None and enc.digest in seen:
+                dataset.problems.add("duplicate image", sample.rel, f"same bytes as {seen[enc.digest]}; skipped")
+                enc.data = None
+            if enc.data is None:
+                skipped += 1
+            else:
+                seen[enc.digest] = sample.rel
+                writers[split_name].write(sample, enc)
+            bar.update()
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+    return skipped
+
+
+def _write_report(result: PackResult, dataset: Dataset, out_dir: Path) -> None:
+    report = {
+        "task": result.task, "classes": result.classes, "counts": result.counts,
+        "images": result.images, "skipped_images": result.skipped, "seconds": round(result.seconds, 3),
+        "problem_counts": result.problems, "problems": dataset.problems.as_json(),
+    }
+    tmp = out_dir / ".pack-report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out_dir / "pack-report.json")

@@ -1,0 +1,89 @@
+"""The in-memory dataset every reader produces and every writer consumes.
+
+A `Sample` is one image file with either a class index (classification) or boxes in the pixel
+frame of the annotation (detection). A `Problems` collects what was skipped and why, so tools can
+count and list it instead of failing on the first bad file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+@dataclasses.dataclass
+class Box:
+    """One object: class index and corners in pixels of the annotated image."""
+
+    cls: int
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+@dataclasses.dataclass
+class Sample:
+    """One image. `label` is the class index for classification; `boxes` is set for detection.
+
+    `size` is (width, height) as the annotation states it, when it does: boxes are in that frame.
+    """
+
+    path: Path
+    rel: str
+    label: int | None = None
+    boxes: list[Box] | None = None
+    size: tuple[int, int] | None = None
+
+    @property
+    def is_detection(self) -> bool:
+        return self.boxes is not None
+
+
+@dataclasses.dataclass
+class Problem:
+    kind: str
+    item: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.item}: {self.reason}"
+
+
+class Problems:
+    """Skipped or repaired items, grouped by kind (e.g. 'corrupt image', 'box outside image')."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, kind: str, item: str | Path, reason: str) -> None:
+        self.items.append(Problem(kind, str(item), reason))
+
+    def extend(self, problems: list[Problem]) -> None:
+        self.items.extend(problems)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(p.kind for p in self.items))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def as_json(self) -> list[dict]:
+        return [dataclasses.asdict(p) for p in self.items]
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file whose suffix names an image format."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_classes(path: Path) -> list[str]:
+    """Class names, one per line (index = line number), as `classes.txt` holds them."""
+    names = [line.strip() for line in Path(path).read_text().splitlines()]
+    return [n for n in names if n]
+
+
+def write_classes(path: Path, names: list[str]) -> None:
+    Path(path).write_text("".join(f"{n}\n" for n in names))

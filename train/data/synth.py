@@ -1,0 +1,196 @@
+"""`magiccards synth`: render a labelled card dataset from procedural card faces.
+
+Classification writes `OUT/<class>/<class>-NNNNNN.jpg`; detection writes `OUT/images/*.jpg`,
+`OUT/annotations/*.xml` (Pascal VOC) and `OUT/classes.txt`. Image i is a pure function of
+(seed, i), so any worker count gives the same files; each file is written under a temporary name
+and renamed, so an interrupted run leaves no half-written image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+from . import cards, scenes
+from .formats import voc
+from .samples import is_image_file, write_classes
+
+MIN_VISIBLE = 0.5  # a card placed in a detection scene keeps at least this share of its area visible
+MIN_SIZE, MAX_SIZE = 32, 4096
+
+
+@dataclasses.dataclass
+class SynthResult:
+    out_dir: Path
+    classes: list[str]
+    images: int
+    objects: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    out_dir: Path
+    task: str
+    classes: tuple[str, ...]
+    size: int
+    photos: tuple[Path, ...]
+    max_cards: int
+    seed: int
+
+
+def classification_scene(rng: np.random.Generator, name: str, size: int, photos) -> np.ndarray:
+    """One photo of one card filling most of the frame."""
+    canvas = scenes.background(rng, size, size, photos)
+    card = cards.render(name)
+    height = size * rng.uniform(0.62, 0.92)
+    centre = (size / 2 + rng.uniform(-0.08, 0.08) * size, size / 2 + rng.uniform(-0.06, 0.06) * size)
+    rotation = float(np.clip(rng.normal(0, 7), -20, 20)) + (180 if rng.random() < 0.1 else 0)
+    quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, centre, height, rotation, perspective=0.07)
+    scenes.paste(canvas, card, quad)
+    return _camera(rng, canvas, quad, occlusion=0.3, reach=0.18)
+
+
+def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_cards: int):
+    """A table-top scene with 1..max_cards cards; returns the image and (class, box) per visible card."""
+    canvas = scenes.background(rng, size, size, photos)
+    placed: list[tuple[int, np.ndarray, float]] = []  # class index, coverage mask, full card area
+    for _ in range(int(rng.integers(1, max_cards + 1))):
+        cls = int(rng.integers(len(classes)))
+        for _attempt in range(8):
+            height = size * rng.uniform(0.2, 0.5)
+            centre = rng.uniform(0.1, 0.9, 2) * size
+            rotation = rng.uniform(-180, 180) if rng.random() < 0.3 else rng.normal(0, 15)
+            quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, centre, height, rotation, perspective=0.06)
+            trial = canvas.copy()
+            mask = scenes.paste(trial, cards.render(classes[cls]), quad)
+            area = scenes.quad_area(quad)
+            if mask.sum() < MIN_VISIBLE * area:
+                continue  # mostly outside the frame
+            if any(((m * (1 - mask)).sum() < MIN_VISIBLE * a) for _, m, a in placed):
+                continue  # would hide an earlier card
+            canvas = trial
+            placed = [(c, m * (1 - mask), a) for c, m, a in placed] + [(cls, mask, area)]
+            break
+    if placed and rng.random() < 0.25:
+        c, m, a = placed[int(rng.integers(len(placed)))]
+        ys, xs = np.nonzero(m > 0.5)
+        quad = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], np.float32)
+        hand = scenes.occluder(rng, canvas, quad, reach=0.15)
+        placed = [(c2, m2 * (1 - hand), a2) for c2, m2, a2 in placed]
+    objects = []
+    for cls, mask, area in placed:
+        ys, xs = np.nonzero(mask > 0.5)
+        if len(xs) >= MIN_VISIBLE * 0.8 * area:
+            objects.append((cls, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
+    whole = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
+    return _camera(rng, canvas, whole, occlusion=0.0, reach=0.0), objects
+
+
+def _camera(rng, img, quad, occlusion: float, reach: float) -> np.ndarray:
+    if rng.random() < occlusion:
+        scenes.occluder(rng, img, quad, reach)
+    img = scenes.lighting(rng, img)
+    if rng.random() < 0.35:
+        img = scenes.glare(rng, img, quad)
+    if rng.random() < 0.35:
+        img = scenes.blur(rng, img)
+    return scenes.to_uint8(scenes.sensor_noise(rng, img))
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _render(job: _Job, index: int) -> int:
+    """Render and write image `index`; return how many objects it holds."""
+    rng = np.random.default_rng([job.seed, index])
+    quality = int(rng.integers(75, 96))
+    if job.task == "classification":
+        name = job.classes[index % len(job.classes)]
+        img = classification_scene(rng, name, job.size, job.photos)
+        _write_jpeg(job.out_dir / name / f"{name}-{index:06d}.jpg", img, quality)
+        return 1
+    img, objects = detection_scene(rng, job.classes, job.size, job.photos, job.max_cards)
+    stem = f"scene-{index:06d}"
+    _write_jpeg(job.out_dir / "images" / f"{stem}.jpg", img, quality)
+    xml = job.out_dir / "annotations" / f"{stem}.xml"
+    tmp = xml.with_name(f".{xml.name}.tmp")
+    voc.write(tmp, f"{stem}.jpg", job.size, job.size, [(job.classes[c], *box) for c, box in objects])
+    os.replace(tmp, xml)
+    return len(objects)
+
+
+_JOB: _Job | None = None
+
+
+def _init(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+    cv2.setNumThreads(1)
+
+
+def _render_index(index: int) -> int:
+    return _render(_JOB, index)
+
+
+def synth(out_dir: Path, *, task: str = "classification", count: int = 500, classes: int | list[str] = 6,
+          size: int | None = None, backgrounds: Path | None = None, max_cards: int = 4, seed: int = 0,
+          workers: int | None = None, progress: bool = True) -> SynthResult:
+    """Render `count` images of `classes` (a number or names) into `out_dir`; see the module docstring."""
+    if task not in ("classification", "detection"):
+        raise UserError(f"--task must be classification or detection; got {task!r}")
+    names = cards.class_names(classes) if isinstance(classes, int) else list(classes)
+    if len(names) < (2 if task == "classification" else 1) or len(set(names)) != len(names):
+        raise UserError(f"need distinct class names (at least 2 for classification); got {names}")
+    bad = [n for n in names if not n or "/" in n or n.startswith(".")]
+    if bad:
+        raise UserError(f"class names must be usable as folder names; bad: {bad}")
+    if count < 1:
+        raise UserError(f"--count must be at least 1; got {count}")
+    if max_cards < 1:
+        raise UserError(f"--max-cards must be at least 1; got {max_cards}")
+    size = size or (256 if task == "classification" else 512)
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels; got {size}")
+    photos: tuple[Path, ...] = ()
+    if backgrounds is not None:
+        if not Path(backgrounds).is_dir():
+            raise UserError(f"--backgrounds {backgrounds} is not a folder")
+        photos = tuple(sorted(p for p in Path(backgrounds).rglob("*") if is_image_file(p)))
+        if not photos:
+            raise UserError(f"--backgrounds {backgrounds} holds no image file")
+    out_dir = Path(out_dir)
+    folders = [out_dir / n for n in names] if task == "classification" else [out_dir / "images", out_dir / "annotations"]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    if task == "detection":
+        write_classes(out_dir / "classes.txt", names)
+    job = _Job(out_dir, task, tuple(names), size, photos, max_cards, seed)
+    started = time.perf_counter()
+    workers = max(1, workers or os.cpu_count() or 1)
+    objects = 0
+    with tqdm(total=count, unit="img", desc="synth", disable=not progress) as bar:
+        if workers == 1:
+            _init(job)
+            for i in range(count):
+                objects += _render_index(i)
+                bar.update()
+        else:
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_init, initargs=(job,)) as pool:
+                for n in pool.imap_unordered(_render_index, range(count), chunksize=max(1, min(64, count // (workers * 8)))):
+                    objects += n
+                    bar.update()
+    return SynthResult(out_dir, names, count, objects, time.perf_counter() - started)
