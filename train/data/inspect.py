@@ -28,7 +28,8 @@ def read_records(rec: Path):
             try:
                 item = reader.read()
             except mx.base.MXNetError as e:
-                raise DataError(f"{rec} is corrupt or not a RecordIO file: {str(e).splitlines()[0]}") from None
+                reason = str(e).strip().splitlines()[-1].replace("MXNetError: ", "")
+                raise DataError(f"{rec} is corrupt or not a RecordIO file ({reason})") from None
             if item is None:
                 return
             yield mx.recordio.unpack(item)

@@ -7,6 +7,7 @@ partial `.rec` behind.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import mxnet as mx
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -45,6 +46,9 @@ class _SplitWriter:
     """One split's .lst/.rec/.idx, written under temporary names."""
 
     def __init__(self, out_dir: Path, name: str):
+        import mxnet as mx  # imported here, after the workers started: its import overlaps their work
+
+        self.mx = mx
         self.final = {ext: out_dir / f"{name}.{ext}" for ext in ("rec", "idx", "lst")}
         self.tmp = {ext: out_dir / f".{name}.{ext}.tmp" for ext in self.final}
         self.record = mx.recordio.MXIndexedRecordIO(str(self.tmp["idx"]), str(self.tmp["rec"]), "w")
@@ -53,7 +57,7 @@ class _SplitWriter:
         self.per_class: Counter = Counter()
 
     def write(self, sample: Sample, enc: Encoded) -> None:
-        i = self.count
+        i, mx = self.count, self.mx
         if enc.boxes is None:
             header = mx.recordio.IRHeader(0, float(sample.label), i, 0)
             self.lst.write(lst_line(i, sample.label, sample.rel))
@@ -77,6 +81,10 @@ class _SplitWriter:
         self.close()
         for tmp in self.tmp.values():
             tmp.unlink(missing_ok=True)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already
 
 
 def _encode_job(job: tuple[Sample, EncodeOptions]) -> Encoded:
@@ -108,9 +116,11 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         raise DataError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
     jobs = [("train", s) for s in train] + [("validation", s) for s in val]
     writers: dict[str, _SplitWriter] = {}
+    options = EncodeOptions(resize, quality, pass_through)
     try:
-        writers = {name: _SplitWriter(out_dir, name) for name in SPLITS if name == "train" or val}
-        skipped = _write_all(jobs, writers, dataset, EncodeOptions(resize, quality, pass_through), workers, progress)
+        with _encoded(jobs, options, workers) as results:
+            writers = {name: _SplitWriter(out_dir, name) for name in SPLITS if name == "train" or val}
+            skipped = _write_all(jobs, results, writers, dataset, progress)
         for w in writers.values():
             w.close()
         empty = [name for name, w in writers.items() if w.count == 0]
@@ -133,16 +143,26 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
     return result
 
 
-def _write_all(jobs, writers, dataset: Dataset, options: EncodeOptions, workers: int | None, progress: bool) -> int:
-    """Encode in parallel (ordered), write each record; return how many images were skipped."""
+@contextlib.contextmanager
+def _encoded(jobs, options: EncodeOptions, workers: int | None):
+    """Encoded results in job order, from a process pool that starts before MXNet is imported."""
     workers = max(1, workers or os.cpu_count() or 1)
     work = [(s, options) for _, s in jobs]
+    if workers == 1:
+        yield map(_encode_job, work)
+        return
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+    try:
+        yield pool.imap(_encode_job, work, chunksize=8)
+    finally:
+        pool.terminate()
+
+
+def _write_all(jobs, results, writers, dataset: Dataset, progress: bool) -> int:
+    """Write each encoded image to its split; return how many images were skipped."""
     seen: dict[str, str] = {}
     skipped = 0
-    bar = tqdm(total=len(jobs), unit="img", desc="pack", disable=not progress)
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
-    try:
-        results = pool.imap(_encode_job, work, chunksize=8) if pool else map(_encode_job, work)
+    with tqdm(total=len(jobs), unit="img", desc="pack", disable=not progress) as bar:
         for (split_name, sample), enc in zip(jobs, results):
             dataset.problems.extend(enc.problems)
             if enc.data is not None and enc.digest in seen:
@@ -154,10 +174,6 @@ def _write_all(jobs, writers, dataset: Dataset, options: EncodeOptions, workers:
                 seen[enc.digest] = sample.rel
                 writers[split_name].write(sample, enc)
             bar.update()
-    finally:
-        bar.close()
-        if pool:
-            pool.terminate()
     return skipped
 
 

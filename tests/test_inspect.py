@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from PIL import Image
+
+from magiccards.train.data.inspect import inspect_rec
+from magiccards.train.data.pack import pack
+from magiccards.train.errors import DataError
+
+from .helpers import run_cli
+
+
+def test_classification_stats_and_sheet(card_folders, tmp_path):
+    pack(card_folders, tmp_path, val_fraction=0, workers=2, progress=False)
+    stats = inspect_rec(tmp_path / "train.rec", samples=10, progress=False)
+    assert stats["task"] == "classification" and stats["records"] == 40
+    assert sum(stats["images_per_class"].values()) == 40 and len(stats["images_per_class"]) == 4
+    assert set(stats["images_per_class"]) == set((tmp_path / "classes.txt").read_text().split())
+    assert stats["image_size"]["most_common"] == "96x96"
+    sheet = Image.open(stats["sheet"])
+    assert sheet.format == "PNG" and sheet.size == (6 * 192, 2 * 192)
+
+
+def test_detection_stats_match_the_annotations(raccoon, tmp_path):
+    r = pack(raccoon, tmp_path, val_fraction=0, resize=200, workers=2, progress=False)
+    stats = inspect_rec(tmp_path / "train.rec", sheet=tmp_path / "s.png", samples=6, progress=False)
+    assert stats["task"] == "detection" and stats["records"] == r.images["train"]
+    assert stats["objects_per_class"] == {"raccoon": r.counts["train"]["raccoon"]}
+    b = stats["boxes"]
+    assert b["total"] == r.counts["train"]["raccoon"] and 1 <= b["per_image_mean"] < 2
+    assert 0 < b["relative_area"]["min"] < b["relative_area"]["mean"] < b["relative_area"]["max"] <= 1
+    assert Image.open(tmp_path / "s.png").size == (6 * 192, 192)
+
+
+def test_cli_json_and_text(card_scenes, tmp_path):
+    pack(card_scenes, tmp_path, val_fraction=0, workers=1, progress=False)
+    r = run_cli("inspect", tmp_path / "train.rec", "--json")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert stats["records"] == 12 and (tmp_path / "train.sheet.png").is_file()
+    r = run_cli("inspect", tmp_path / "train.rec", "--samples", "0")
+    assert "objects per class:" in r.stdout and "boxes:" in r.stdout
+
+
+def test_corrupt_or_missing_rec(tmp_path):
+    bad = tmp_path / "bad.rec"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(DataError, match="corrupt or not a RecordIO"):
+        inspect_rec(bad, progress=False)
+    r = run_cli("inspect", bad)
+    assert r.returncode == 1 and "error:" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("inspect", tmp_path / "missing.rec")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    empty = tmp_path / "empty.rec"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="holds no record"):
+        inspect_rec(empty, progress=False)

@@ -1,0 +1,172 @@
+"""Training data from SageMaker channels (File mode): RecordIO (`.rec` + `.idx`) or images + `.lst`.
+
+`open_channel` returns a gluon Dataset of (HWC uint8 image NDArray, label) where the label is the class
+index (classification) or an (N, 5) array of xmin, ymin, xmax, ymax, class in pixels (detection),
+the layouts GluonCV's transforms expect. Every label is checked once up front, so a bad file fails
+at the start with a clear message instead of deep inside a data-loader worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data import LstDetection, RecordFileDetection
+from tqdm import tqdm
+
+from ..errors import DataError
+from .labels import parse_detection_label
+
+
+@dataclasses.dataclass
+class ChannelData:
+    dataset: mx.gluon.data.Dataset
+    task: str
+    class_counts: Counter  # class index -> images (classification) or objects (detection)
+    source: str
+
+
+class _Concat(mx.gluon.data.Dataset):
+    def __init__(self, parts):
+        self._parts = parts
+        self._ends = np.cumsum([len(p) for p in parts])
+
+    def __len__(self):
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, idx):
+        part = int(np.searchsorted(self._ends, idx, side="right"))
+        start = int(self._ends[part - 1]) if part else 0
+        return self._parts[part][idx - start]
+
+
+def record_files(channel: Path) -> list[Path]:
+    return sorted(p for p in Path(channel).rglob("*.rec") if p.is_file())
+
+
+def _labels(rec: Path):
+    """(flag, label array) of every record, read sequentially; DataError on a corrupt file."""
+    reader = mx.recordio.MXRecordIO(str(rec), "r")
+    try:
+        while True:
+            try:
+                item = reader.read()
+            except mx.base.MXNetError as e:
+                reason = str(e).strip().splitlines()[-1].replace("MXNetError: ", "")
+                raise DataError(f"{rec.name} is corrupt or not a RecordIO file ({reason})") from None
+            if item is None:
+                return
+            header, _ = mx.recordio.unpack(item)
+            yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
+    finally:
+        reader.close()
+
+
+def task_of_label(flag: int, label: np.ndarray) -> str:
+    if flag == 0 or label.size == 1:
+        return "classification"
+    parse_detection_label(label)
+    return "detection"
+
+
+def infer_task(channel: Path) -> str:
+    """The task of the records (or .lst rows) in a channel, from its first label."""
+    recs = record_files(channel)
+    if recs:
+        for flag, label in _labels(recs[0]):
+            return task_of_label(flag, label)
+        raise DataError(f"{recs[0].name} in channel {Path(channel).name} holds no record")
+    lsts = sorted(Path(channel).rglob("*.lst"))
+    if lsts:
+        row = lsts[0].read_text().splitlines()[0].split("\t")
+        return "classification" if len(row) == 3 else "detection"
+    raise DataError(f"channel {Path(channel).name} holds no .rec file (and no .lst file); "
+                    "pack your images with `magiccards pack`")
+
+
+def _ensure_index(rec: Path, workdir: Path) -> Path:
+    """The .idx beside the .rec, or one built in `workdir` (channels may be read-only)."""
+    idx = rec.with_suffix(".idx")
+    if idx.is_file():
+        return idx
+    idx = Path(workdir) / f"{rec.stem}-{abs(hash(str(rec)))}.idx"
+    reader = mx.recordio.MXRecordIO(str(rec), "r")
+    with open(idx, "w") as out:
+        i = 0
+        while True:
+            pos = reader.tell()
+            if reader.read() is None:
+                break
+            out.write(f"{i}\t{pos}\n")
+            i += 1
+    reader.close()
+    return idx
+
+
+class _IndexedRecordDetection(RecordFileDetection):
+    def __init__(self, rec: Path, idx: Path):
+        mx.gluon.data.vision.ImageRecordDataset.__init__(self, str(rec))
+        self._record = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
+        self._coord_normalized = True
+
+
+class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
+    def __init__(self, rec: Path, idx: Path):
+        mx.gluon.data.RecordFileDataset.__init__(self, str(rec))
+        self._record = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
+        self.idx_file = str(idx)
+        self._flag, self._transform = 1, None
+
+    def __getitem__(self, idx):
+        header, img = mx.recordio.unpack(self._record.read_idx(self._record.keys[idx]))
+        return mx.image.imdecode(img, 1), np.float32(np.asarray(header.label).ravel()[0])
+
+
+def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True) -> ChannelData:
+    """The dataset of a File-mode channel, with every label checked against `task`."""
+    recs = record_files(channel)
+    if not recs:
+        raise DataError(f"channel {Path(channel).name} holds no .rec file; pack your images with `magiccards pack`")
+    counts: Counter = Counter()
+    parts = []
+    for rec in recs:
+        n = 0
+        for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=not progress):
+            found = task_of_label(flag, label)
+            if found != task:
+                raise DataError(f"{rec.name}: label width mismatch: record {n} carries a {label.size}-value "
+                                f"{found} label but the task is {task}")
+            if task == "classification":
+                counts[int(label[0])] += 1
+            else:
+                counts.update(int(c) for c in parse_detection_label(label)[1][:, 0])
+            n += 1
+        if n == 0:
+            raise DataError(f"{rec.name} in channel {Path(channel).name} holds no record")
+        idx = _ensure_index(rec, workdir)
+        parts.append(_IndexedRecordClassification(rec, idx) if task == "classification"
+                     else _IndexedRecordDetection(rec, idx))
+    return ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts,
+                       ", ".join(r.name for r in recs))
+
+
+def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
+    """Images plus an im2rec .lst (channels `train` + `train_lst`), like the built-in algorithms accept."""
+    lsts = sorted(Path(lst_channel).rglob("*.lst"))
+    if not lsts:
+        raise DataError(f"channel {Path(lst_channel).name} holds no .lst file")
+    parts, counts = [], Counter()
+    for lst in lsts:
+        if task == "detection":
+            ds = LstDetection(str(lst), root=str(images))
+            for row in lst.read_text().splitlines():
+                values = np.array(row.split("\t")[1:-1], dtype=np.float32)
+                counts.update(int(c) for c in parse_detection_label(values)[1][:, 0])
+        else:
+            ds = mx.gluon.data.vision.ImageListDataset(root=str(images), imglist=str(lst))
+            ds = ds.transform_second(lambda y: np.float32(np.asarray(y).ravel()[0]))
+            counts.update(int(float(row.split("\t")[1])) for row in lst.read_text().splitlines())
+        parts.append(ds)
+    return ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts))
