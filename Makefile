@@ -9,7 +9,7 @@ BASE_IMAGE ?= magiccards/base:bookworm
 DEMO := demo-output
 BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
-QUIET_PIP := grep -v "^WARNING: Location" || true
+QUIET_PIP := sed "/^WARNING: Location/d"
 
 .PHONY: install docker base-image test test-fast demo bench-pack clean
 

@@ -53,6 +53,45 @@ def _add_inspect(sub) -> None:
     p.set_defaults(func=_run_inspect)
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on a pack folder, laid out and run like a SageMaker job",
+                       description="Train on DATA_DIR (the output of `magiccards pack`). Every other --key value "
+                                   "is a hyperparameter, as in a SageMaker job (e.g. --epochs 5 --network resnet18_v1b).")
+    p.add_argument("data", type=Path, help="folder with train.rec (and validation.rec, classes.txt)")
+    p.add_argument("--job-dir", type=Path, default=Path("training-job"),
+                   help="the /opt/ml-like job folder; the model lands in JOB_DIR/model (default ./training-job)")
+    p.add_argument("--pretrained", type=Path, default=None, help="folder of pretrained .params (channel 'pretrained')")
+    p.add_argument("--model", type=Path, default=None, help="earlier model directory to continue from (channel 'model')")
+    p.set_defaults(func=_run_train, accepts_hyperparameters=True)
+
+
+def _hyperparameters(extra: list[str]) -> dict[str, str]:
+    """`--key value` pairs (or --key=value) as SageMaker-style string hyperparameters."""
+    hp, i = {}, 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise SystemExit(f"error: expected --hyperparameter value, got {arg!r}")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            i += 1
+        elif i + 1 < len(extra):
+            key, value = arg[2:], extra[i + 1]
+            i += 2
+        else:
+            raise SystemExit(f"error: hyperparameter {arg} needs a value")
+        hp[key.replace("-", "_")] = value
+    return hp
+
+
+def _run_train(args) -> int:
+    from .container.local_run import run_local
+    extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
+    model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra)
+    print(f"model directory: {model_dir}")
+    return 0
+
+
 def _add_base_image(sub) -> None:
     p = sub.add_parser("base-image", help="build the local Debian/Python base image (no registry needed)")
     p.add_argument("--tag", default="magiccards/base:bookworm")
@@ -117,14 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_pack, _add_inspect, _add_base_image):
+    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_base_image):
         add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `magiccards` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_hyperparameters", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "accepts_hyperparameters", False):
+        args.hyperparameters = _hyperparameters(extra)
     from .train.errors import UserError
     try:
         return args.func(args)

@@ -133,7 +133,7 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True)
     parts = []
     for rec in recs:
         n = 0
-        for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=not progress):
+        for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=None if progress else True):
             found = task_of_label(flag, label)
             if found != task:
                 raise DataError(f"{rec.name}: label width mismatch: record {n} carries a {label.size}-value "

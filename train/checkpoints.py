@@ -1,0 +1,55 @@
+"""Checkpoints in /opt/ml/checkpoints (synced with S3 by SageMaker; restored at the start of a spot job).
+
+A checkpoint is a folder `epoch-EEEE-batch-BBBBBB` holding the network parameters, the trainer state
+(optimizer moments and learning-rate schedule position) and `state.json` (history, best score, rng
+seed). It is written under a temporary name and renamed, so a folder that exists is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+KEEP = 2
+
+
+class Checkpoints:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def save(self, net, trainer, state: dict) -> Path:
+        """Write a checkpoint for `state['epoch']` / `state['batch']` (the next step to run)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{state['epoch']:04d}-batch-{state['batch']:06d}"
+        tmp = self.directory / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        net.save_parameters(str(tmp / "model.params"))
+        trainer.save_states(str(tmp / "trainer.states"))
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        final = self.directory / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in self.all()[:-KEEP]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def all(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir()
+                      if p.is_dir() and p.name.startswith("epoch-") and (p / "state.json").is_file())
+
+    def latest(self) -> tuple[Path, dict] | None:
+        for path in reversed(self.all()):
+            try:
+                return path, json.loads((path / "state.json").read_text())
+            except ValueError:
+                continue
+        return None
+
+    @staticmethod
+    def restore(path: Path, net, trainer) -> None:
+        net.load_parameters(str(path / "model.params"), ignore_extra=False)
+        trainer.load_states(str(path / "trainer.states"))

@@ -1,0 +1,118 @@
+"""Image classification recipe: transforms, the training step, validation with a confusion matrix."""
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon.data.vision import transforms
+
+from .export import MEAN, STD
+from .hyperparameters import Hyperparameters
+from .loop import EpochSampler
+
+
+def train_transform(hp: Hyperparameters) -> transforms.Compose:
+    """The built-in augmentation types: none, crop, crop_color, crop_color_transform."""
+    _, h, w = hp.image_shape
+    steps = []
+    if hp.resize:
+        steps.append(transforms.Resize(hp.resize, keep_ratio=True))
+    if hp.augmentation_type:
+        steps += [transforms.RandomResizedCrop((w, h), scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)),
+                  transforms.RandomFlipLeftRight()]
+        if hp.augmentation_type in ("crop_color", "crop_color_transform"):
+            steps.append(transforms.RandomColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05))
+        if hp.augmentation_type == "crop_color_transform":
+            steps += [transforms.RandomLighting(0.1), transforms.RandomRotation((-15, 15), zoom_in=True)]
+    else:
+        steps += [transforms.Resize(min(h, w), keep_ratio=True), transforms.CenterCrop((w, h))]
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+
+
+def eval_transform(hp: Hyperparameters) -> transforms.Compose:
+    _, h, w = hp.image_shape
+    steps = [transforms.Resize(hp.resize, keep_ratio=True)] if hp.resize else []
+    steps += [transforms.Resize(min(h, w), keep_ratio=True), transforms.CenterCrop((w, h)),
+              transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+    return transforms.Compose(steps)
+
+
+class ClassificationRecipe:
+    score_key = "validation_accuracy"
+    train_score_key = "train_accuracy"
+
+    def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
+                 class_counts=None, num_workers: int = 0, part: int = 0, parts: int = 1):
+        self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
+        self.dtype = "float16" if hp.precision_dtype == "float16" and ctx[0].device_type == "gpu" else "float32"
+        self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
+        batch_sampler = gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard")
+        self.train_loader = gluon.data.DataLoader(train_data.transform_first(train_transform(hp)),
+                                                  batch_sampler=batch_sampler, num_workers=num_workers)
+        self.val_loader = None
+        if val_data is not None:
+            self.val_loader = gluon.data.DataLoader(val_data.transform_first(eval_transform(hp)),
+                                                    batch_size=hp.mini_batch_size, shuffle=False, last_batch="keep",
+                                                    num_workers=num_workers)
+        self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.weights = None
+        if hp.use_weighted_loss and class_counts:
+            counts = np.array([max(1, class_counts.get(i, 0)) for i in range(len(classes))], dtype=np.float32)
+            self.weights = mx.nd.array(counts.sum() / (len(classes) * counts))
+        self.acc, self.loss_metric = mx.metric.Accuracy(), mx.metric.Loss()
+        if self.dtype == "float16":
+            net.cast("float16")
+
+    def steps_per_epoch(self) -> int:
+        return len(self.sampler) // self.hp.mini_batch_size
+
+    def reset_metrics(self):
+        self.acc.reset()
+        self.loss_metric.reset()
+
+    def batches(self, epoch: int, start: int):
+        self.sampler.epoch = epoch
+        for b, batch in enumerate(self.train_loader):
+            if b >= start:
+                yield b, batch
+
+    def step(self, batch) -> int:
+        data = gluon.utils.split_and_load(batch[0].astype(self.dtype), self.ctx, even_split=False)
+        label = gluon.utils.split_and_load(batch[1], self.ctx, even_split=False)
+        with autograd.record():
+            outputs = [self.net(x) for x in data]
+            losses = []
+            for out, y in zip(outputs, label):
+                loss = self.loss(out.astype("float32"), y)
+                if self.weights is not None:
+                    loss = loss * self.weights.as_in_context(y.context)[y]
+                losses.append(loss)
+        autograd.backward(losses)
+        self.trainer.step(batch[0].shape[0])
+        self.acc.update(label, outputs)
+        self.loss_metric.update(None, losses)
+        return batch[0].shape[0]
+
+    def train_metrics(self) -> dict:
+        return {"train_accuracy": float(self.acc.get()[1]), "train_loss": float(self.loss_metric.get()[1])}
+
+    def predict(self, loader):
+        """(true labels, class scores) over a loader."""
+        truth, scores = [], []
+        for data, label in loader:
+            parts = gluon.utils.split_and_load(data.astype(self.dtype), self.ctx, even_split=False)
+            scores += [self.net(x).astype("float32").asnumpy() for x in parts]
+            truth.append(label.asnumpy())
+        return np.concatenate(truth).astype(int), np.concatenate(scores)
+
+    def evaluate(self) -> dict:
+        if self.val_loader is None:
+            return {}
+        truth, scores = self.predict(self.val_loader)
+        k = min(self.hp.top_k, scores.shape[1])
+        top_k = np.argsort(-scores, axis=1)[:, :k]
+        predicted = top_k[:, 0]
+        self.confusion = np.zeros((len(self.classes), len(self.classes)), dtype=np.int64)
+        np.add.at(self.confusion, (truth, predicted), 1)
+        return {"validation_accuracy": float((predicted == truth).mean()),
+                "validation_top_k": float((top_k == truth[:, None]).any(axis=1).mean())}

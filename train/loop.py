@@ -1,0 +1,135 @@
+"""The epoch loop shared by both tasks: resume, checkpoints, SIGTERM, best model, early stopping.
+
+A task recipe (classification.py, detection.py) supplies the batches, the training step, the
+epoch's training metrics and the validation; this module decides what happens around them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from .checkpoints import Checkpoints
+from .errors import UserError
+from .hyperparameters import Hyperparameters
+from .reporting import epoch_lines, say, write_history
+
+
+class TrainingStopped(UserError):
+    """SIGTERM arrived (StopTrainingJob, spot interruption, docker stop): a checkpoint was written."""
+
+
+class StopFlag:
+    """Turns SIGTERM into a flag the loop checks after every step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        say("SIGTERM received: finishing the current step, then writing a checkpoint")
+
+    def close(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class EpochSampler(mx.gluon.data.Sampler):
+    """Shuffled indices that depend only on (seed, epoch), optionally one shard of several workers."""
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True, part: int = 0, parts: int = 1):
+        self.length, self.seed, self.shuffle, self.part, self.parts = length, seed, shuffle, part, parts
+        self.epoch = 0
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length) if self.shuffle \
+            else np.arange(self.length)
+        return iter(order[self.part::self.parts].tolist())
+
+    def __len__(self):
+        return len(range(self.part, self.length, self.parts))
+
+
+@dataclasses.dataclass
+class Paths:
+    model_dir: Path
+    output_dir: Path
+    checkpoints: Path
+
+
+def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "algo-1",
+        is_master: bool = True, on_epoch=None) -> dict:
+    """Train `hp.epochs` epochs (or until early stopping); return the final state with the best score.
+
+    The best parameters (by the recipe's validation score, else the training score) are kept in
+    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint.
+    """
+    ckpts = Checkpoints(paths.checkpoints)
+    best_file = paths.checkpoints / "best.params"
+    state = {"epoch": 0, "batch": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
+             "seed": hp.seed}
+    found = ckpts.latest()
+    if found:
+        path, saved = found
+        if saved.get("task") not in (None, hp.task):
+            raise UserError(f"checkpoint {path.name} is from a {saved.get('task')} job; clear the checkpoint location")
+        Checkpoints.restore(path, net, trainer)
+        state.update(saved)
+        say(f"Resuming from checkpoint {path.name} (epoch {state['epoch']}, batch {state['batch']})")
+    state["task"] = hp.task
+    stop = StopFlag()
+    try:
+        for epoch in range(state["epoch"], hp.epochs):
+            start_batch = state["batch"] if epoch == state["epoch"] else 0
+            recipe.reset_metrics()
+            started, samples = time.perf_counter(), 0
+            for b, batch in recipe.batches(epoch, start_batch):
+                samples += recipe.step(batch)
+                if stop.requested:
+                    state.update(epoch=epoch, batch=b + 1)
+                    where = ckpts.save(net, trainer, state)
+                    raise TrainingStopped(f"training stopped by SIGTERM at epoch {epoch}, batch {b + 1}; "
+                                          f"checkpoint {where.name} written; run the job again to resume")
+            seconds = time.perf_counter() - started
+            record = {"epoch": epoch, "seconds": seconds, "speed": samples / max(seconds, 1e-9), **recipe.train_metrics()}
+            record.update(recipe.evaluate())
+            for line in epoch_lines(hp.task, epoch, record, host):
+                say(line)
+            score = record.get(recipe.score_key, record.get(recipe.train_score_key))
+            state["history"].append(record)
+            improved = state["best"] is None or score > state["best"] * (1 + hp.early_stopping_tolerance) \
+                or (state["best"] == 0 and score > 0)
+            if improved:
+                state.update(best=score, best_epoch=epoch, bad_epochs=0)
+                tmp = best_file.with_name(".best.params.tmp")
+                paths.checkpoints.mkdir(parents=True, exist_ok=True)
+                net.save_parameters(str(tmp))
+                os.replace(tmp, best_file)
+            else:
+                state["bad_epochs"] += 1
+            state.update(epoch=epoch + 1, batch=0)
+            last = epoch + 1 == hp.epochs
+            if (epoch + 1) % hp.checkpoint_frequency == 0 or last or stop.requested:
+                ckpts.save(net, trainer, state)
+            if is_master:
+                write_history(paths.output_dir, state["history"], hp.task)
+            if on_epoch:
+                on_epoch(epoch)
+            if stop.requested:
+                raise TrainingStopped(f"training stopped by SIGTERM after epoch {epoch}; checkpoint written; "
+                                      "run the job again to resume")
+            if (hp.early_stopping and epoch + 1 >= hp.early_stopping_min_epochs
+                    and state["bad_epochs"] >= hp.early_stopping_patience):
+                say(f"Early stopping after epoch {epoch}: no improvement for {state['bad_epochs']} epochs "
+                    f"(best {recipe.score_key} {state['best']:.6f} at epoch {state['best_epoch']})")
+                break
+    finally:
+        stop.close()
+    if best_file.is_file():
+        net.load_parameters(str(best_file))
+    return state
