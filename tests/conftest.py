@@ -46,3 +46,26 @@ def docker_client():
         if os.environ.get("CI"):
             pytest.fail(f"CI needs a Docker engine: {e}")
         pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def packed_cards(tmp_path_factory) -> Path:
+    """An easy classification set, packed: 4 classes x 40 images of 64 px, 25% validation."""
+    from magiccards.train.data.pack import pack
+    from magiccards.train.data.synth import synth
+    root = tmp_path_factory.mktemp("train-cards")
+    synth(root / "images", task="classification", count=160, classes=4, size=64, seed=21, workers=2, progress=False)
+    pack(root / "images", root / "rec", val_fraction=0.25, seed=0, workers=2, progress=False)
+    return root / "rec"
+
+
+@pytest.fixture(scope="session")
+def packed_scenes(tmp_path_factory) -> Path:
+    """An easy detection set, packed: 2 classes, at most 2 cards per 128 px scene, 20% validation."""
+    from magiccards.train.data.pack import pack
+    from magiccards.train.data.synth import synth
+    root = tmp_path_factory.mktemp("train-scenes")
+    synth(root / "images", task="detection", count=240, classes=2, size=128, max_cards=2, seed=22, workers=2,
+          progress=False)
+    pack(root / "images", root / "rec", val_fraction=0.2, seed=0, workers=2, progress=False)
+    return root / "rec"

@@ -90,12 +90,12 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
     lst_task = "train_lst" in channels
     task = raw_hp.get("task") or readers.infer_task(channels["train_lst" if lst_task else "train"])
     hp = parse(raw_hp, task if "task" not in raw_hp else None)
-    network = network_name(hp)
-    models.check_network(hp.task, network)
     workdir = Path(tempfile.mkdtemp(prefix="magiccards-"))
     try:
         train = _open(channels, "train", hp.task, workdir)
         val = _open(channels, "validation", hp.task, workdir) if "validation" in channels else None
+        network = network_name(hp)
+        models.check_network(hp.task, network)
         classes = _classes(channels, train.class_counts, hp.values["num_classes"])
         if hp.mini_batch_size > len(train.dataset):
             raise HyperparameterError(f"mini_batch_size={hp.mini_batch_size} is larger than the "
@@ -141,8 +141,9 @@ def _build(hp, network, classes, channels, workdir):
     try:
         net = models.build(hp.task, network, classes, size, pretrained=bool(hp.use_pretrained_model),
                            pretrained_dirs=pretrained_dirs)
-    except mx.base.MXNetError as e:
-        reason = str(e).strip().splitlines()[-1][:200]
+    except (mx.base.MXNetError, ValueError) as e:
+        lines = [line for line in str(e).strip().splitlines() if "Check failed" in line] or str(e).strip().splitlines()
+        reason = lines[-1].split("Check failed:")[-1].strip()[:200]
         raise HyperparameterError(f"image_shape {','.join(map(str, hp.image_shape))} is too small for {network} "
                                   f"({reason}); use a larger image_shape") from None
     if "model" in channels:

@@ -1,0 +1,75 @@
+"""Training through the real toolkit entry point (`train` with SAGEMAKER_TRAINING_MODULE), no Docker."""
+import json
+import re
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from magiccards.container.local_run import run_local
+from magiccards.train.reporting import METRIC_DEFINITIONS
+
+pytestmark = pytest.mark.slow
+
+CLASSIFY = {"network": "resnet18_v1b", "image_shape": "3,64,64", "epochs": "10", "mini_batch_size": "16",
+            "optimizer": "adam", "learning_rate": "0.002", "augmentation_type": "crop", "seed": "1"}
+
+
+def _scrape(lines, task):
+    """What SageMaker's MetricDefinitions would extract from the log."""
+    found = {}
+    for d in METRIC_DEFINITIONS[task]:
+        found[d["Name"]] = [float(m.group(1)) for line in lines for m in [re.search(d["Regex"], line)] if m]
+    return found
+
+
+def test_classification_learns_and_exports(packed_cards, tmp_path):
+    lines = []
+    model_dir = run_local(packed_cards, tmp_path / "job", CLASSIFY, log=lines.append)
+    metrics = _scrape(lines, "classification")
+    assert len(metrics["validation:accuracy"]) == 10 and len(metrics["train:throughput"]) == 10
+    assert max(metrics["validation:accuracy"]) >= 0.75, lines  # chance is 0.25
+    assert metrics["train:loss"][-1] < metrics["train:loss"][0]
+    # the model directory contract
+    for name in ("image-classification-symbol.json", "image-classification-0000.params", "classes.txt",
+                 "model-shapes.json", "hyperparams.json", "model-card.json"):
+        assert (model_dir / name).is_file(), name
+    card = json.loads((model_dir / "model-card.json").read_text())
+    assert card["task"] == "classification" and card["network"] == "resnet18_v1b"
+    assert card["input"]["shape"] == [1, 3, 64, 64] and card["dataset"] == {"train": 120, "validation": 40}
+    assert card["metrics"]["validation_accuracy"] == pytest.approx(max(metrics["validation:accuracy"]), abs=1e-6)
+    assert json.loads((model_dir / "model-shapes.json").read_text()) == [{"name": "data", "shape": [1, 3, 64, 64]}]
+    assert json.loads((model_dir / "hyperparams.json").read_text())["epochs"] == "10"
+    # the exported graph loads and predicts like the validation run
+    net = mx.gluon.SymbolBlock.imports(str(model_dir / "image-classification-symbol.json"), ["data"],
+                                       str(model_dir / "image-classification-0000.params"))
+    assert net(mx.nd.zeros((2, 3, 64, 64))).shape == (2, 4)
+    # reports in output/data
+    out = tmp_path / "job" / "output" / "data"
+    assert len(json.loads((out / "metrics.json").read_text())) == 10
+    for png in ("curves.png", "confusion-matrix.png"):
+        assert Image.open(out / png).format == "PNG"
+    per_class = json.loads((out / "per-class-accuracy.json").read_text())
+    assert set(per_class) == set((packed_cards / "classes.txt").read_text().split())
+    assert (tmp_path / "job" / "output" / "success").is_file()
+
+
+def test_detection_learns_and_exports(packed_scenes, tmp_path):
+    lines = []
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "12", "mini_batch_size": "16",
+          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "0", "seed": "1"}
+    model_dir = run_local(packed_scenes, tmp_path / "job", hp, log=lines.append)
+    metrics = _scrape(lines, "detection")
+    assert len(metrics["validation:mAP"]) == 12
+    assert metrics["train:cross_entropy"][-1] < 0.6 * metrics["train:cross_entropy"][0]
+    assert max(metrics["validation:mAP"]) > 0.2, lines  # an untrained SSD scores about 0
+    assert any("#quality_metric: host=algo-1, epoch=11, validation mAP <score>=(" in line for line in lines)
+    net = mx.gluon.SymbolBlock.imports(str(model_dir / "model_algo_1-symbol.json"), ["data"],
+                                       str(model_dir / "model_algo_1-0000.params"))
+    ids, scores, boxes = net(mx.nd.zeros((1, 3, 128, 128)))
+    assert boxes.shape[-1] == 4 and ids.shape[:2] == scores.shape[:2]
+    card = json.loads((model_dir / "model-card.json").read_text())
+    assert card["task"] == "detection" and card["classes"] == (packed_scenes / "classes.txt").read_text().split()
+    per_class = json.loads((tmp_path / "job" / "output" / "data" / "per-class-ap.json").read_text())
+    assert set(per_class) == set(card["classes"])
