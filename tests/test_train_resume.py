@@ -1,0 +1,56 @@
+"""SIGTERM (StopTrainingJob, spot interruption, docker stop) writes a checkpoint; re-running resumes from it."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from magiccards.container.layout import channels_from_pack_dir, write_job_layout
+from magiccards.container.local_run import TRAINING_MODULE, run_local
+
+pytestmark = pytest.mark.slow
+
+HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "3", "mini_batch_size": "8", "optimizer": "sgd",
+      "learning_rate": "0.02", "num_workers": "0", "seed": "3"}
+TOOLKIT = [sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"]
+
+
+def _final_weights(job):
+    last = sorted((job / "checkpoints").glob("epoch-0003-batch-*"))[-1]
+    return mx.nd.load(str(last / "model.params"))
+
+
+def test_sigterm_checkpoints_and_resume_matches_uninterrupted(packed_cards, tmp_path):
+    run_local(packed_cards, tmp_path / "a", HP, log=lambda line: None)
+    reference = _final_weights(tmp_path / "a")
+
+    job = tmp_path / "b"
+    write_job_layout(job, channels_from_pack_dir(packed_cards), HP)
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(TOOLKIT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sent = None
+    for line in proc.stdout:
+        if sent is None and line.startswith("Epoch[0] Time cost"):
+            proc.send_signal(signal.SIGTERM)  # the next epoch is under way
+            sent = time.monotonic()
+    code = proc.wait(timeout=120)
+    assert sent is not None and code == 1
+    assert time.monotonic() - sent < 60
+    failure = (job / "output" / "failure").read_text()
+    assert "training stopped by SIGTERM" in failure and "run the job again to resume" in failure
+    saved = sorted(p.name for p in (job / "checkpoints").glob("epoch-*"))
+    assert saved[-1].startswith("epoch-0001-batch-") or saved[-1] == "epoch-0002-batch-000000"
+
+    lines = []
+    run_local(packed_cards, job, HP, log=lines.append)
+    assert any(line.startswith("Resuming from checkpoint epoch-000") for line in lines)
+    assert not any(line.startswith("Epoch[0]") for line in lines)
+    resumed = _final_weights(job)
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        np.testing.assert_allclose(resumed[name].asnumpy(), reference[name].asnumpy(), rtol=1e-3, atol=1e-4,
+                                   err_msg=name)
