@@ -11,7 +11,7 @@ BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
 
-.PHONY: install docker base-image test test-fast demo bench-pack clean
+.PHONY: install docker base-image test test-fast demo bench-pack bench-train clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -39,10 +39,20 @@ demo: install
 	$(BIN)/magiccards synth $(DEMO)/scenes --task detection --count 200 --classes 6 --seed 1
 	$(BIN)/magiccards pack $(DEMO)/scenes $(DEMO)/scenes-rec
 	$(BIN)/magiccards inspect $(DEMO)/scenes-rec/train.rec --sheet $(DEMO)/scenes-train.png
-	@echo "demo done: contact sheets in $(DEMO)/cards-train.png and $(DEMO)/scenes-train.png"
+	$(BIN)/magiccards train $(DEMO)/cards-rec --job-dir $(DEMO)/cards-job --network resnet18_v1b \
+		--image_shape 3,64,64 --epochs 8 --mini_batch_size 32 --optimizer adam --learning_rate 0.002 \
+		--augmentation_type crop 2>&1 | grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
+	$(BIN)/magiccards train $(DEMO)/scenes-rec --job-dir $(DEMO)/scenes-job --network ssd_300_mobilenet0.25 \
+		--image_shape 256 --epochs 4 --mini_batch_size 16 --optimizer adam --learning_rate 0.002 \
+		--use_pretrained_model 0 2>&1 | grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
+	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png;" \
+		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data"
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack
+
+bench-train: install
+	$(BIN)/python bench/bench_train.py all --out $(BENCH)/train
 
 clean:
 	rm -rf $(DEMO) $(BENCH) .pytest_cache

@@ -1,0 +1,129 @@
+"""Benchmarks of the training algorithm (make bench-train).
+
+pipeline: input-pipeline efficiency = training images/s reading a real .rec through the job's data
+          loader / images/s repeating one batch already in memory (the loader's cost removed).
+          Target >= 0.95, for resnet18_v1b at 224 and for the small SSD (ssd_300_mobilenet0.25 at 300).
+quality:  train on a synthetic card set, validate on a set generated with a held-out seed; prints
+          top-1 (classification, target >= 0.98 within 10 minutes) and mAP@0.5 (detection, target
+          >= 0.85 within 20 minutes) with the wall-clock time of each job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dataset(out: Path, task: str, count: int, size: int, seed: int, classes: int = 6) -> Path:
+    from magiccards.train.data.pack import pack
+    from magiccards.train.data.synth import synth
+    rec = out / f"{task}-{size}px-{count}-seed{seed}"
+    if not (rec / "train.rec").is_file():
+        synth(out / f"{rec.name}-images", task=task, count=count, classes=classes, size=size, seed=seed, progress=False)
+        pack(out / f"{rec.name}-images", rec, val_fraction=0, progress=False, log=lambda *a: None)
+    return rec
+
+
+def _recipe(task: str, rec: Path, hp_raw: dict, workdir: Path):
+    import mxnet as mx
+    from magiccards.train import models, optim
+    from magiccards.train.data import readers
+    from magiccards.train.hyperparameters import network_name, parse
+    hp = parse(hp_raw, task)
+    data = readers.open_channel(rec, task, workdir, progress=False)
+    classes = (rec / "classes.txt").read_text().split()
+    net = models.build(task, network_name(hp), classes, hp.image_shape[-1])
+    ctx = [mx.cpu()]
+    workers = hp.num_workers if hp.num_workers is not None else max(1, (os.cpu_count() or 2) // 2)
+    if task == "classification":
+        from magiccards.train.classification import ClassificationRecipe
+        recipe = ClassificationRecipe(net, None, data.dataset, None, hp, classes, ctx, num_workers=workers)
+    else:
+        from magiccards.train.detection import DetectionRecipe
+        recipe = DetectionRecipe(net, None, data.dataset, None, hp, classes, ctx, num_workers=workers)
+    recipe.trainer = optim.trainer(net.collect_params(), hp, recipe.steps_per_epoch())
+    net.hybridize(static_alloc=True, static_shape=True)
+    return recipe
+
+
+def pipeline(out: Path, steps: int) -> list[float]:
+    cases = [("classification", "resnet18_v1b at 224", {"network": "resnet18_v1b", "image_shape": "3,224,224",
+                                                         "mini_batch_size": "16", "augmentation_type": "crop"}, 256),
+             ("detection", "ssd_300_mobilenet0.25 at 300", {"network": "ssd_300_mobilenet0.25", "image_shape": "300",
+                                                             "mini_batch_size": "16", "use_pretrained_model": "0"}, 320)]
+    ratios = []
+    for task, label, hp, size in cases:
+        rec = _dataset(out, task, 400, size, seed=1)
+        recipe = _recipe(task, rec, hp, out)
+        batches = recipe.batches(0, 0)
+        for _ in range(3):  # warm-up: graph building, worker start
+            _, batch = next(batches)
+            recipe.step(batch)
+        started = time.perf_counter()
+        n = sum(recipe.step(next(batches)[1]) for _ in range(steps))
+        from_rec = n / (time.perf_counter() - started)
+        started = time.perf_counter()
+        n = sum(recipe.step(batch) for _ in range(steps))
+        in_memory = n / (time.perf_counter() - started)
+        ratios.append(from_rec / in_memory)
+        print(f"{label}: reading .rec {from_rec:.1f} img/s | batch in memory {in_memory:.1f} img/s | "
+              f"efficiency {from_rec / in_memory:.3f} (target >= 0.95)", flush=True)
+    return ratios
+
+
+def quality(out: Path, task: str, train_count: int, test_count: int, size: int, hp: dict, budget_s: float) -> dict:
+    from magiccards.container.local_run import run_local
+    train = _dataset(out, task, train_count, size, seed=100)
+    test = _dataset(out, task, test_count, size, seed=200)
+    data = out / f"{task}-quality-data"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    for name in ("train.rec", "train.idx", "classes.txt"):
+        shutil.copy(train / name, data / name)
+    shutil.copy(test / "train.rec", data / "validation.rec")
+    shutil.copy(test / "train.idx", data / "validation.idx")
+    job = out / f"{task}-quality-job"
+    shutil.rmtree(job, ignore_errors=True)
+    started = time.perf_counter()
+    run_local(data, job, hp, log=lambda line: None)
+    seconds = time.perf_counter() - started
+    card = json.loads((job / "model" / "model-card.json").read_text())
+    key, target = ("validation_accuracy", 0.98) if task == "classification" else ("validation_map", 0.85)
+    score = card["metrics"][key]
+    print(f"{task}: {card['network']} {hp.get('image_shape')} trained on {train_count} images (seed 100), "
+          f"held-out {test_count} images (seed 200): {key} {score:.4f} (target >= {target}) in {seconds / 60:.1f} min "
+          f"(budget {budget_s / 60:.0f} min)", flush=True)
+    return {"score": score, "seconds": seconds}
+
+
+CLASSIFICATION_HP = {"network": "resnet18_v1b", "image_shape": "3,96,96", "epochs": "12", "mini_batch_size": "32",
+                     "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "8,11",
+                     "augmentation_type": "crop_color", "seed": "1"}
+DETECTION_HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "256", "epochs": "40", "mini_batch_size": "16",
+                "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "30,36", "use_pretrained_model": "0",
+                "seed": "1"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("pipeline", "quality", "all"))
+    ap.add_argument("--out", type=Path, default=REPO / "bench-output" / "train")
+    ap.add_argument("--steps", type=int, default=15, help="timed steps per pipeline measurement")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.what in ("pipeline", "all"):
+        pipeline(args.out, args.steps)
+    if args.what in ("quality", "all"):
+        quality(args.out, "classification", 1600, 400, 128, CLASSIFICATION_HP, 600)
+        quality(args.out, "detection", 800, 200, 256, DETECTION_HP, 1200)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
