@@ -102,9 +102,9 @@ def quality(out: Path, task: str, train_count: int, test_count: int, size: int, 
     return {"score": score, "seconds": seconds}
 
 
-CLASSIFICATION_HP = {"network": "resnet18_v1b", "image_shape": "3,96,96", "epochs": "12", "mini_batch_size": "32",
-                     "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "8,11",
-                     "augmentation_type": "crop_color", "seed": "1"}
+CLASSIFICATION_HP = {"network": "resnet18_v1b", "image_shape": "3,96,96", "epochs": "14", "mini_batch_size": "32",
+                     "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "10,13",
+                     "augmentation_type": "crop", "seed": "1"}
 DETECTION_HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "256", "epochs": "40", "mini_batch_size": "16",
                 "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "30,36", "use_pretrained_model": "0",
                 "seed": "1"}
@@ -112,15 +112,16 @@ DETECTION_HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "256", "epoch
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("pipeline", "quality", "all"))
+    ap.add_argument("what", choices=("pipeline", "quality", "classification", "detection", "all"))
     ap.add_argument("--out", type=Path, default=REPO / "bench-output" / "train")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per pipeline measurement")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what in ("pipeline", "all"):
         pipeline(args.out, args.steps)
-    if args.what in ("quality", "all"):
+    if args.what in ("quality", "classification", "all"):
         quality(args.out, "classification", 1600, 400, 128, CLASSIFICATION_HP, 600)
+    if args.what in ("quality", "detection", "all"):
         quality(args.out, "detection", 800, 200, 256, DETECTION_HP, 1200)
     return 0
 

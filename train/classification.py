@@ -8,7 +8,7 @@ from mxnet.gluon.data.vision import transforms
 
 from .export import MEAN, STD
 from .hyperparameters import Hyperparameters
-from .loop import EpochSampler
+from .loop import EpochSampler, loader_threads
 
 
 def train_transform(hp: Hyperparameters) -> transforms.Compose:
@@ -48,12 +48,12 @@ class ClassificationRecipe:
         self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
         batch_sampler = gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard")
         self.train_loader = gluon.data.DataLoader(train_data.transform_first(train_transform(hp)),
-                                                  batch_sampler=batch_sampler, num_workers=num_workers)
+                                                  batch_sampler=batch_sampler, num_workers=num_workers, thread_pool=loader_threads("classification"))
         self.val_loader = None
         if val_data is not None:
             self.val_loader = gluon.data.DataLoader(val_data.transform_first(eval_transform(hp)),
                                                     batch_size=hp.mini_batch_size, shuffle=False, last_batch="keep",
-                                                    num_workers=num_workers)
+                                                    num_workers=num_workers, thread_pool=loader_threads("classification"))
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.weights = None
         if hp.use_weighted_loss and class_counts:

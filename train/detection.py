@@ -11,7 +11,7 @@ from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
 from .hyperparameters import Hyperparameters
-from .loop import EpochSampler
+from .loop import EpochSampler, loader_threads
 
 NMS_TOPK = 400
 
@@ -31,12 +31,12 @@ class DetectionRecipe:
         self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
         self.train_loader = gluon.data.DataLoader(
             train_data.transform(transform), batch_sampler=gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard"),
-            batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers)
+            batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers, thread_pool=loader_threads("detection"))
         self.val_loader = None
         if val_data is not None:
             self.val_loader = gluon.data.DataLoader(
                 val_data.transform(SSDDefaultValTransform(w, h)), hp.mini_batch_size, shuffle=False,
-                batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep", num_workers=num_workers)
+                batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep", num_workers=num_workers, thread_pool=loader_threads("detection"))
         self.loss = SSDMultiBoxLoss()
         self.ce, self.l1 = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
         self.per_class_ap: list[float] = []

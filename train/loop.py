@@ -20,6 +20,19 @@ from .hyperparameters import Hyperparameters
 from .reporting import epoch_lines, say, write_history
 
 
+def loader_threads(task: str) -> bool:
+    """Whether data-loader workers are threads (else forked processes); MAGICCARDS_LOADER overrides.
+
+    Classification decodes and augments in MXNet's C++ ops, which release the GIL: threads keep the
+    compute as busy as processes (bench/bench_train.py) and avoid forking MXNet, which crashed a worker
+    here once. GluonCV's SSD transform is mostly Python: it needs processes.
+    """
+    choice = os.environ.get("MAGICCARDS_LOADER")
+    if choice in ("threads", "processes"):
+        return choice == "threads"
+    return task == "classification"
+
+
 class TrainingStopped(UserError):
     """SIGTERM arrived (StopTrainingJob, spot interruption, docker stop): a checkpoint was written."""
 
@@ -29,9 +42,14 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
+        self._pid = os.getpid()
         self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:  # a forked data-loader worker inherited the handler: just die
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         self.requested = True
         say("SIGTERM received: finishing the current step, then writing a checkpoint")
 
