@@ -6,12 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_IMAGE ?= magiccards/base:bookworm
+IMAGE ?= magiccards:cpu
 DEMO := demo-output
 BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
 
-.PHONY: install docker base-image test test-fast demo bench-pack bench-train clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -25,7 +26,10 @@ docker:  ## install docker.io and debootstrap when missing, start dockerd when n
 base-image: install docker
 	$(BIN)/magiccards base-image --tag $(BASE_IMAGE)
 
-test: install base-image
+image: install docker  ## the training image; uses the local base image when python:3.11-slim cannot be pulled
+	$(BIN)/magiccards image --tag $(IMAGE)
+
+test: install base-image image
 	$(BIN)/pytest -q
 
 test-fast: install  ## the tests that need no Docker engine

@@ -43,8 +43,8 @@ def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channe
         proc.terminate()  # SIGTERM: the job writes a checkpoint in the job folder and stops
         proc.wait(timeout=120)
         raise
-    if code != 0:
-        failure = job_dir / "output" / "failure"
+    failure = job_dir / "output" / "failure"
+    if code != 0 or failure.is_file():  # the toolkit exits 0 on an OSError without errno, yet writes the failure
         reason = failure.read_text().strip() if failure.is_file() else f"exit status {code}"
         raise TrainingFailed(f"training failed: {reason}")
     return job_dir / "model"

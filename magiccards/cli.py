@@ -62,6 +62,8 @@ def _add_train(sub) -> None:
                    help="the /opt/ml-like job folder; the model lands in JOB_DIR/model (default ./training-job)")
     p.add_argument("--pretrained", type=Path, default=None, help="folder of pretrained .params (channel 'pretrained')")
     p.add_argument("--model", type=Path, default=None, help="earlier model directory to continue from (channel 'model')")
+    p.add_argument("--docker", action="store_true", help="run inside the training image, as SageMaker does")
+    p.add_argument("--image", default="magiccards:cpu", help="image for --docker (default magiccards:cpu)")
     p.set_defaults(func=_run_train, accepts_hyperparameters=True)
 
 
@@ -85,10 +87,30 @@ def _hyperparameters(extra: list[str]) -> dict[str, str]:
 
 
 def _run_train(args) -> int:
-    from .container.local_run import run_local
     extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
-    model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra)
+    if args.docker:
+        from .container.docker_run import run_docker
+        model_dir = run_docker(args.data, args.job_dir, args.hyperparameters, image=args.image, extra_channels=extra)
+    else:
+        from .container.local_run import run_local
+        model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra)
     print(f"model directory: {model_dir}")
+    return 0
+
+
+def _add_image(sub) -> None:
+    p = sub.add_parser("image", help="build the training image (Dockerfile) with the local Docker engine")
+    p.add_argument("--tag", default="magiccards:cpu")
+    p.add_argument("--base", default=None, help="base image (default python:3.11-slim-bookworm, else the local one)")
+    p.add_argument("--mxnet-package", default=None, help="e.g. mxnet-cu112==1.9.1 for the GPU variant")
+    p.add_argument("--no-cache", action="store_true")
+    p.set_defaults(func=_run_image)
+
+
+def _run_image(args) -> int:
+    from .container.image import build
+    r = build(args.tag, base=args.base, mxnet_package=args.mxnet_package, no_cache=args.no_cache)
+    print(f"built {r['tag']} from {r['base']} in {r['seconds']:.0f} s; size {r['size_bytes'] / 1e6:.0f} MB")
     return 0
 
 
@@ -156,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_base_image):
+    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_image, _add_base_image):
         add(sub)
     return parser
 

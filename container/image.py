@@ -1,0 +1,73 @@
+"""Building the training image with the docker SDK, on machines with or without a registry."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from magiccards.train.errors import UserError
+
+from . import base_image
+from .docker_engine import client as docker_client
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BASE = "python:3.11-slim-bookworm"
+DEFAULT_TAG = "magiccards:cpu"
+
+
+class ImageBuildFailed(UserError):
+    """docker build failed; the message holds the last lines of its log."""
+
+
+def _available(client: docker.DockerClient, ref: str, pull: bool) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except ImageNotFound:
+        if not pull:
+            return False
+    try:
+        repository, _, tag = ref.partition(":")
+        client.images.pull(repository, tag=tag or "latest")
+        return True
+    except APIError:
+        return False
+
+
+def choose_base(client: docker.DockerClient, base: str | None, log=print) -> str:
+    """The base image: `base` when given, else python:3.11-slim if present or pullable, else the local one."""
+    if base:
+        return base
+    if _available(client, DEFAULT_BASE, pull=True):
+        return DEFAULT_BASE
+    log(f"{DEFAULT_BASE} cannot be pulled here; using the local base image {base_image.DEFAULT_TAG}")
+    return base_image.ensure(base_image.DEFAULT_TAG, log=log)
+
+
+def build(tag: str = DEFAULT_TAG, base: str | None = None, mxnet_package: str | None = None,
+          no_cache: bool = False, log=print) -> dict:
+    """Build the Dockerfile at the repository root; returns {'tag', 'seconds', 'size_bytes', 'base'}."""
+    client = docker_client()
+    chosen = choose_base(client, base, log)
+    args = {"BASE_IMAGE": chosen}
+    if mxnet_package:
+        args["MXNET_PACKAGE"] = mxnet_package
+    started = time.perf_counter()
+    tail: list[str] = []
+    try:
+        for chunk in client.api.build(path=str(REPO), tag=tag, buildargs=args, rm=True, forcerm=True,
+                                      nocache=no_cache, decode=True):
+            text = chunk.get("stream") or chunk.get("status") or ""
+            if "error" in chunk:
+                tail.append(chunk["error"])
+                raise BuildError(chunk["error"], [])
+            for line in text.splitlines():
+                if line.strip():
+                    log(line)
+                    tail = (tail + [line])[-15:]
+    except (BuildError, APIError) as e:
+        raise ImageBuildFailed(f"docker build of {tag} failed: {e}\n" + "\n".join(tail)) from None
+    image = client.images.get(tag)
+    return {"tag": tag, "seconds": time.perf_counter() - started, "size_bytes": image.attrs["Size"], "base": chosen}

@@ -1,0 +1,44 @@
+"""The training image under a real Docker engine, run exactly as SageMaker runs it."""
+import json
+import tarfile
+
+import pytest
+
+from magiccards.container.docker_run import run_docker
+from magiccards.container.local_run import TrainingFailed
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+IMAGE = "magiccards:cpu"
+HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "2", "mini_batch_size": "16",
+      "optimizer": "adam", "learning_rate": "0.002"}
+
+
+@pytest.fixture(scope="module")
+def image(docker_client):
+    try:
+        docker_client.images.get(IMAGE)
+    except Exception:
+        pytest.fail(f"{IMAGE} is not built; `make test` builds it (make image)")
+    return IMAGE
+
+
+def test_file_mode_classification_in_docker(image, packed_cards, tmp_path):
+    lines = []
+    model_dir = run_docker(packed_cards, tmp_path / "job", HP, image=image, log=lines.append)
+    assert any(line.startswith("Epoch[1] Validation-accuracy=") for line in lines)
+    assert (model_dir / "image-classification-symbol.json").is_file()
+    with tarfile.open(tmp_path / "job" / "model.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"image-classification-symbol.json", "image-classification-0000.params", "classes.txt",
+            "model-card.json"} <= names
+    with tarfile.open(tmp_path / "job" / "output.tar.gz") as tar:
+        assert "metrics.json" in tar.getnames()
+    assert (tmp_path / "job" / "output" / "success").is_file()
+    assert json.loads((model_dir / "model-card.json").read_text())["dataset"]["train"] == 120
+
+
+def test_failure_reason_through_docker(image, packed_cards, tmp_path):
+    with pytest.raises(TrainingFailed, match="optimizer='adagrad' is not allowed"):
+        run_docker(packed_cards, tmp_path / "job", dict(HP, optimizer="adagrad"), image=image, log=lambda line: None)
+    assert "choose one of: sgd, adam, rmsprop, nag" in (tmp_path / "job" / "output" / "failure").read_text()
