@@ -73,3 +73,24 @@ def test_cli_prints_counts(card_folders, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "train: 32 images" in r.stdout and "validation: 8 images" in r.stdout
     assert (tmp_path / "out" / "pack-report.json").is_file()
+
+
+def test_pure_python_writer_matches_mxnet_byte_for_byte(tmp_path):
+    """Including records that contain the RecordIO magic number (split and re-joined by readers)."""
+    from magiccards.train.data.recordio_writer import IndexedRecordWriter, pack_image_record
+    magic = (0xCED7230A).to_bytes(4, "little")
+    payloads = [b"plain jpeg bytes", magic + b"abcd" + magic, b"xy" + magic + b"zz" + magic + b"tail!", b"", magic]
+    labels = [3.0, np.array([4, 5, 10, 20, 0, 0.1, 0.2, 0.3, 0.4], np.float32), 1.0, 0.0, 2.0]
+    ours = IndexedRecordWriter(tmp_path / "a.idx", tmp_path / "a.rec")
+    theirs = mx.recordio.MXIndexedRecordIO(str(tmp_path / "b.idx"), str(tmp_path / "b.rec"), "w")
+    for i, (label, data) in enumerate(zip(labels, payloads)):
+        ours.write_idx(i, pack_image_record(label, i, data))
+        theirs.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, label, i, 0), data))
+    ours.close()
+    theirs.close()
+    assert (tmp_path / "a.rec").read_bytes() == (tmp_path / "b.rec").read_bytes()
+    assert (tmp_path / "a.idx").read_text() == (tmp_path / "b.idx").read_text()
+    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "a.idx"), str(tmp_path / "a.rec"), "r")
+    for i, data in enumerate(payloads):
+        header, payload = mx.recordio.unpack(reader.read_idx(i))
+        assert payload == data and header.id == i

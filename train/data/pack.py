@@ -1,7 +1,7 @@
 """`magiccards pack`: a dataset folder or annotation file to im2rec-compatible RecordIO.
 
 Writes, per split (`train`, `validation`): `.lst` (im2rec's list), `.rec` and `.idx`
-(`mx.recordio.MXIndexedRecordIO`), plus `classes.txt` and `pack-report.json`. Everything is written
+(written without loading MXNet by recordio_writer.py), plus `classes.txt` and `pack-report.json`. Everything is written
 under temporary names and renamed only when the whole pack succeeded, so a failure never leaves a
 partial `.rec` behind.
 """
@@ -24,6 +24,7 @@ from ..errors import DataError
 from .encode import EncodeOptions, Encoded, encode
 from .labels import detection_label, lst_line
 from .load import Dataset, load
+from .recordio_writer import IndexedRecordWriter, pack_image_record
 from .samples import Sample, write_classes
 from .split import split
 
@@ -46,27 +47,24 @@ class _SplitWriter:
     """One split's .lst/.rec/.idx, written under temporary names."""
 
     def __init__(self, out_dir: Path, name: str):
-        import mxnet as mx  # imported here, after the workers started: its import overlaps their work
-
-        self.mx = mx
         self.final = {ext: out_dir / f"{name}.{ext}" for ext in ("rec", "idx", "lst")}
         self.tmp = {ext: out_dir / f".{name}.{ext}.tmp" for ext in self.final}
-        self.record = mx.recordio.MXIndexedRecordIO(str(self.tmp["idx"]), str(self.tmp["rec"]), "w")
+        self.record = IndexedRecordWriter(self.tmp["idx"], self.tmp["rec"])
         self.lst = open(self.tmp["lst"], "w")
         self.count = 0
         self.per_class: Counter = Counter()
 
     def write(self, sample: Sample, enc: Encoded) -> None:
-        i, mx = self.count, self.mx
+        i = self.count
         if enc.boxes is None:
-            header = mx.recordio.IRHeader(0, float(sample.label), i, 0)
+            label = float(sample.label)
             self.lst.write(lst_line(i, sample.label, sample.rel))
             self.per_class[sample.label] += 1
         else:
-            header = mx.recordio.IRHeader(0, detection_label(enc.boxes, *enc.size), i, 0)
+            label = detection_label(enc.boxes, *enc.size)
             self.lst.write(lst_line(i, detection_label(enc.boxes, *enc.source_size), sample.rel))
             self.per_class.update(int(c) for c in enc.boxes[:, 0])
-        self.record.write_idx(i, mx.recordio.pack(header, enc.data))
+        self.record.write_idx(i, pack_image_record(label, i, enc.data))
         self.count += 1
 
     def close(self) -> None:
@@ -145,7 +143,7 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
 
 @contextlib.contextmanager
 def _encoded(jobs, options: EncodeOptions, workers: int | None):
-    """Encoded results in job order, from a process pool that starts before MXNet is imported."""
+    """Encoded results in job order, from a process pool (forked before anything heavy is imported)."""
     workers = max(1, workers or os.cpu_count() or 1)
     work = [(s, options) for _, s in jobs]
     if workers == 1:
