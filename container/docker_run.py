@@ -13,7 +13,8 @@ from pathlib import Path
 from magiccards.train.errors import UserError
 
 from .docker_engine import client as docker_client
-from .layout import channels_from_pack_dir, write_job_layout
+from .layout import channels_from_pack_dir, pipe_mode_channels, write_job_layout
+from .pipe_feeder import PipeFeeder
 from .local_run import TrainingFailed
 
 OPT_ML = "/opt/ml"
@@ -38,8 +39,11 @@ def _tar(folder: Path, archive: Path) -> None:
 
 
 def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str = "magiccards:cpu",
-               extra_channels: dict[str, Path] | None = None, log=print) -> Path:
-    """Train in the image on the pack folder `data_dir`; returns the model directory."""
+               extra_channels: dict[str, Path] | None = None, input_mode: str = "File", log=print) -> Path:
+    """Train in the image on the pack folder `data_dir`; returns the model directory.
+
+    In Pipe mode the host feeds FIFOs in the job's input/data/, mounted at /opt/ml/input/data.
+    """
     client = docker_client()
     try:
         client.images.get(image)
@@ -51,19 +55,30 @@ def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str 
     job_dir = Path(job_dir).resolve()
     for stale in ("output/failure", "output/success"):
         (job_dir / stale).unlink(missing_ok=True)
-    write_job_layout(job_dir, {name: [] for name in channels}, hyperparameters)
-    container = client.containers.run(image, ["train"], hostname="algo-1", volumes=_volumes(job_dir, channels),
-                                      detach=True, stop_signal="SIGTERM")
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            for line in chunk.decode(errors="replace").splitlines():
-                log(line)
-        code = container.wait()["StatusCode"]
-    except KeyboardInterrupt:
-        container.stop(timeout=120)  # SIGTERM, then SIGKILL after 120 s, as SageMaker does
-        raise
-    finally:
-        container.remove(force=True)
+    if input_mode == "Pipe":
+        layout, feeds = pipe_mode_channels(channels)
+        write_job_layout(job_dir, layout, hyperparameters, pipe_channels=set(feeds), link=False)
+        volumes = _volumes(job_dir, {})
+        volumes[str(job_dir / "input" / "data")] = {"bind": f"{OPT_ML}/input/data", "mode": "rw"}
+    elif input_mode == "File":
+        feeds = {}
+        write_job_layout(job_dir, {name: [] for name in channels}, hyperparameters)
+        volumes = _volumes(job_dir, channels)
+    else:
+        raise UserError(f"--input-mode must be File or Pipe; got {input_mode!r}")
+    with PipeFeeder(job_dir / "input" / "data", feeds):
+        container = client.containers.run(image, ["train"], hostname="algo-1", volumes=volumes,
+                                          detach=True, stop_signal="SIGTERM")
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                for line in chunk.decode(errors="replace").splitlines():
+                    log(line)
+            code = container.wait()["StatusCode"]
+        except KeyboardInterrupt:
+            container.stop(timeout=120)  # SIGTERM, then SIGKILL after 120 s, as SageMaker does
+            raise
+        finally:
+            container.remove(force=True)
     _tar(job_dir / "model", job_dir / "model.tar.gz")
     _tar(job_dir / "output" / "data", job_dir / "output.tar.gz")
     failure = job_dir / "output" / "failure"

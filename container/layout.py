@@ -36,9 +36,13 @@ def channels_from_pack_dir(data_dir: Path) -> dict[str, list[Path]]:
 
 
 def write_job_layout(base: Path, channels: dict[str, list[Path]], hyperparameters: dict, *,
-                     input_mode: str = "File", hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
-                     link: bool = True) -> Path:
-    """Lay out `base` like /opt/ml for one host; channel files are symlinked (or copied)."""
+                     pipe_channels: set[str] = frozenset(), hosts: tuple[str, ...] = ("algo-1",),
+                     current_host: str = "algo-1", link: bool = True) -> Path:
+    """Lay out `base` like /opt/ml for one host; File-mode channel files are symlinked (or copied).
+
+    Channels in `pipe_channels` are declared `TrainingInputMode: Pipe` and get no folder: their
+    FIFOs appear in input/data/ (container/pipe_feeder.py).
+    """
     base = Path(base)
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -46,14 +50,16 @@ def write_job_layout(base: Path, channels: dict[str, list[Path]], hyperparameter
         (base / sub).mkdir(parents=True, exist_ok=True)
     _write(config / "hyperparameters.json", {str(k): _string(v) for k, v in hyperparameters.items()})
     _write(config / "inputdataconfig.json", {
-        name: {"ContentType": RECORDIO, "TrainingInputMode": input_mode, "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"} for name in channels})
+        name: {"ContentType": RECORDIO, "TrainingInputMode": "Pipe" if name in pipe_channels else "File",
+               "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"} for name in channels})
     _write(config / "resourceconfig.json", {
         "current_host": current_host, "hosts": sorted(hosts), "network_interface_name": "eth0",
         "current_group_name": "homogeneousCluster", "current_instance_type": "local",
         "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local",
                              "hosts": sorted(hosts)}]})
     for name, files in channels.items():
+        if name in pipe_channels:
+            continue
         target = base / "input" / "data" / name
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
@@ -64,6 +70,17 @@ def write_job_layout(base: Path, channels: dict[str, list[Path]], hyperparameter
             else:
                 shutil.copy2(f, target / f.name)
     return base
+
+
+def pipe_mode_channels(channels: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """Channels for a Pipe-mode job: each split's .rec streams through FIFOs; classes.txt goes in a
+    small File-mode channel `classes`. Returns (channels for the layout, {channel: .rec to feed})."""
+    feeds = {name: next(f for f in files if Path(f).suffix == ".rec") for name, files in channels.items()}
+    layout = {name: [] for name in feeds}
+    names = [f for files in channels.values() for f in files if Path(f).name == "classes.txt"]
+    if names:
+        layout["classes"] = [names[0]]
+    return layout, feeds
 
 
 def _string(value) -> str:

@@ -64,6 +64,8 @@ def _add_train(sub) -> None:
     p.add_argument("--model", type=Path, default=None, help="earlier model directory to continue from (channel 'model')")
     p.add_argument("--docker", action="store_true", help="run inside the training image, as SageMaker does")
     p.add_argument("--image", default="magiccards:cpu", help="image for --docker (default magiccards:cpu)")
+    p.add_argument("--input-mode", choices=("File", "Pipe"), default="File",
+                   help="File (channels as files) or Pipe (records streamed through FIFOs, one per pass)")
     p.set_defaults(func=_run_train, accepts_hyperparameters=True)
 
 
@@ -90,10 +92,12 @@ def _run_train(args) -> int:
     extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
     if args.docker:
         from .container.docker_run import run_docker
-        model_dir = run_docker(args.data, args.job_dir, args.hyperparameters, image=args.image, extra_channels=extra)
+        model_dir = run_docker(args.data, args.job_dir, args.hyperparameters, image=args.image, extra_channels=extra,
+                               input_mode=args.input_mode)
     else:
         from .container.local_run import run_local
-        model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra)
+        model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra,
+                              input_mode=args.input_mode)
     print(f"model directory: {model_dir}")
     return 0
 

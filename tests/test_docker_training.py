@@ -42,3 +42,14 @@ def test_failure_reason_through_docker(image, packed_cards, tmp_path):
     with pytest.raises(TrainingFailed, match="optimizer='adagrad' is not allowed"):
         run_docker(packed_cards, tmp_path / "job", dict(HP, optimizer="adagrad"), image=image, log=lambda line: None)
     assert "choose one of: sgd, adam, rmsprop, nag" in (tmp_path / "job" / "output" / "failure").read_text()
+
+
+def test_pipe_mode_detection_in_docker(image, packed_scenes, tmp_path):
+    lines = []
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "2", "mini_batch_size": "16",
+          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "0"}
+    model_dir = run_docker(packed_scenes, tmp_path / "job", hp, image=image, input_mode="Pipe", log=lines.append)
+    assert any("train (Pipe mode)" in line for line in lines), lines[-20:]
+    assert sum("validation mAP <score>=(" in line for line in lines) == 2
+    assert (model_dir / "model_algo_1-symbol.json").is_file()
+    assert (model_dir / "classes.txt").read_text() == (packed_scenes / "classes.txt").read_text()

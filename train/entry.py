@@ -16,6 +16,7 @@ import mxnet as mx
 
 from . import models, optim
 from .data import readers
+from .data.pipe import next_pass, open_pipe_channel
 from .data.samples import read_classes
 from .errors import DataError, HyperparameterError, UserError
 from .export import PREFIX, export
@@ -32,13 +33,15 @@ def main() -> None:
     env = environment.Environment()
     base = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
     paths = Paths(Path(env.model_dir), Path(env.output_data_dir), base / "checkpoints")
+    pipes = {name for name, cfg in env.input_data_config.items() if cfg.get("TrainingInputMode") == "Pipe"}
     run(env.hyperparameters, {k: Path(v) for k, v in env.channel_input_dirs.items()}, paths,
-        num_gpus=env.num_gpus, host=env.current_host, num_cpus=env.num_cpus)
+        num_gpus=env.num_gpus, host=env.current_host, num_cpus=env.num_cpus, pipe_channels=pipes,
+        data_dir=Path(env.input_dir) / "data")
 
 
 def _classes(channels: dict[str, Path], counts, num_classes: int | None) -> list[str]:
-    for name in ("train", "train_lst", "validation"):
-        if name in channels:
+    for name in ("train", "train_lst", "validation", "classes"):
+        if name in channels and channels[name].is_dir():
             found = sorted(channels[name].rglob("classes.txt"))
             if found:
                 classes = read_classes(found[0])
@@ -82,18 +85,30 @@ def _model_channel(channel: Path, workdir: Path) -> Path:
 
 
 def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0, host: str = "algo-1",
-        num_cpus: int | None = None) -> dict:
-    """Train and export; returns the final training state (history, best score)."""
+        num_cpus: int | None = None, pipe_channels: set[str] = frozenset(), data_dir: Path | None = None) -> dict:
+    """Train and export; returns the final training state (history, best score).
+
+    Channels named in `pipe_channels` are read from the FIFOs `<data_dir>/<channel>_<n>` (Pipe mode).
+    """
     if "train" not in channels and "train_lst" not in channels:
         raise DataError(f"the job has no train channel (channels: {', '.join(sorted(channels)) or 'none'}); "
                         "add a channel named 'train' holding the .rec from `magiccards pack`")
     lst_task = "train_lst" in channels
-    task = raw_hp.get("task") or readers.infer_task(channels["train_lst" if lst_task else "train"])
+    pipes: dict = {}
+    if "train" in pipe_channels:
+        first, pipes["train"] = open_pipe_channel(data_dir, "train", raw_hp.get("task"))
+        task = first.task
+    else:
+        task = raw_hp.get("task") or readers.infer_task(channels["train_lst" if lst_task else "train"])
     hp = parse(raw_hp, task if "task" not in raw_hp else None)
     workdir = Path(tempfile.mkdtemp(prefix="magiccards-"))
     try:
-        train = _open(channels, "train", hp.task, workdir)
-        val = _open(channels, "validation", hp.task, workdir) if "validation" in channels else None
+        train = first if "train" in pipes else _open(channels, "train", hp.task, workdir)
+        val = None
+        if "validation" in pipe_channels:
+            val, pipes["validation"] = open_pipe_channel(data_dir, "validation", hp.task)
+        elif "validation" in channels:
+            val = _open(channels, "validation", hp.task, workdir)
         network = network_name(hp)
         models.check_network(hp.task, network)
         classes = _classes(channels, train.class_counts, hp.values["num_classes"])
@@ -117,7 +132,7 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
         net.hybridize(static_alloc=True, static_shape=True)
         try:
             state = fit(recipe, net, trainer, hp, paths, host=host,
-                        on_epoch=_periodic_export(hp, net, paths.model_dir))
+                        on_epoch=_periodic_export(hp, net, paths.model_dir), **_pipe_hooks(pipes, train, val))
         except mx.base.MXNetError as e:
             if "out of memory" in str(e).lower() or "bad_alloc" in str(e):
                 raise UserError("out of memory: lower mini_batch_size or image_shape, or use a larger instance") from None
@@ -168,6 +183,28 @@ def _recipe(hp, net, train, val, classes, ctx, num_workers):
     from .detection import DetectionRecipe
     return DetectionRecipe(net, None, train.dataset, val.dataset if val else None, hp, classes, ctx,
                            num_workers=num_workers)
+
+
+def _pipe_hooks(pipes: dict, train, val) -> dict:
+    """Read the next Pipe-mode pass before each epoch and validation after the first of each."""
+    hooks = {}
+    if "train" in pipes:
+        started = []
+
+        def before_epoch(epoch: int) -> None:
+            if started:
+                next_pass(pipes["train"], train.dataset)
+            started.append(epoch)
+        hooks["before_epoch"] = before_epoch
+    if "validation" in pipes:
+        evaluated = []
+
+        def before_evaluate() -> None:
+            if evaluated:
+                next_pass(pipes["validation"], val.dataset)
+            evaluated.append(True)
+        hooks["before_evaluate"] = before_evaluate
+    return hooks
 
 
 def _periodic_export(hp, net, model_dir: Path):

@@ -81,11 +81,12 @@ class Paths:
 
 
 def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "algo-1",
-        is_master: bool = True, on_epoch=None) -> dict:
+        is_master: bool = True, on_epoch=None, before_epoch=None, before_evaluate=None) -> dict:
     """Train `hp.epochs` epochs (or until early stopping); return the final state with the best score.
 
     The best parameters (by the recipe's validation score, else the training score) are kept in
-    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint.
+    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint,
+    `before_epoch(epoch)` and `before_evaluate()` before each pass over the data (Pipe mode).
     """
     ckpts = Checkpoints(paths.checkpoints)
     best_file = paths.checkpoints / "best.params"
@@ -104,6 +105,8 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
     try:
         for epoch in range(state["epoch"], hp.epochs):
             start_batch = state["batch"] if epoch == state["epoch"] else 0
+            if before_epoch:
+                before_epoch(epoch)
             recipe.reset_metrics()
             started, samples = time.perf_counter(), 0
             for b, batch in recipe.batches(epoch, start_batch):
@@ -115,6 +118,8 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                                           f"checkpoint {where.name} written; run the job again to resume")
             seconds = time.perf_counter() - started
             record = {"epoch": epoch, "seconds": seconds, "speed": samples / max(seconds, 1e-9), **recipe.train_metrics()}
+            if before_evaluate and recipe.val_loader is not None:
+                before_evaluate()
             record.update(recipe.evaluate())
             for line in epoch_lines(hp.task, epoch, record, host):
                 say(line)

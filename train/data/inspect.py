@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from .labels import parse_detection_label
+from .readers import raw_records
 from .samples import read_classes
 
 THUMB = 192
@@ -22,19 +23,8 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 def read_records(rec: Path):
     """Yield (IRHeader, image bytes) for every record, reading sequentially (no .idx needed)."""
-    reader = mx.recordio.MXRecordIO(str(rec), "r")
-    try:
-        while True:
-            try:
-                item = reader.read()
-            except mx.base.MXNetError as e:
-                reason = str(e).strip().splitlines()[-1].replace("MXNetError: ", "")
-                raise DataError(f"{rec} is corrupt or not a RecordIO file ({reason})") from None
-            if item is None:
-                return
-            yield mx.recordio.unpack(item)
-    finally:
-        reader.close()
+    for item in raw_records(rec):
+        yield mx.recordio.unpack(item)
 
 
 def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = None, samples: int = 24,

@@ -46,22 +46,28 @@ def record_files(channel: Path) -> list[Path]:
     return sorted(p for p in Path(channel).rglob("*.rec") if p.is_file())
 
 
-def _labels(rec: Path):
-    """(flag, label array) of every record, read sequentially; DataError on a corrupt file."""
-    reader = mx.recordio.MXRecordIO(str(rec), "r")
+def raw_records(path: Path, name: str | None = None):
+    """Every record of a .rec file or FIFO, read sequentially (no .idx); DataError when it is corrupt."""
+    reader = mx.recordio.MXRecordIO(str(path), "r")
     try:
         while True:
             try:
                 item = reader.read()
             except mx.base.MXNetError as e:
                 reason = str(e).strip().splitlines()[-1].replace("MXNetError: ", "")
-                raise DataError(f"{rec.name} is corrupt or not a RecordIO file ({reason})") from None
+                raise DataError(f"{name or path} is corrupt or not a RecordIO file ({reason})") from None
             if item is None:
                 return
-            header, _ = mx.recordio.unpack(item)
-            yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
+            yield item
     finally:
         reader.close()
+
+
+def _labels(rec: Path):
+    """(flag, label array) of every record."""
+    for item in raw_records(rec, rec.name):
+        header, _ = mx.recordio.unpack(item)
+        yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
 
 
 def task_of_label(flag: int, label: np.ndarray) -> str:
@@ -69,6 +75,18 @@ def task_of_label(flag: int, label: np.ndarray) -> str:
         return "classification"
     parse_detection_label(label)
     return "detection"
+
+
+def check_label(flag: int, label: np.ndarray, task: str, source: str, n: int, counts: Counter) -> None:
+    """Raise DataError when record `n` does not carry a label of `task`; count its classes."""
+    found = task_of_label(flag, label)
+    if found != task:
+        raise DataError(f"{source}: label width mismatch: record {n} carries a {label.size}-value "
+                        f"{found} label but the task is {task}")
+    if task == "classification":
+        counts[int(label[0])] += 1
+    else:
+        counts.update(int(c) for c in parse_detection_label(label)[1][:, 0])
 
 
 def infer_task(channel: Path) -> str:
@@ -134,14 +152,7 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True)
     for rec in recs:
         n = 0
         for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=None if progress else True):
-            found = task_of_label(flag, label)
-            if found != task:
-                raise DataError(f"{rec.name}: label width mismatch: record {n} carries a {label.size}-value "
-                                f"{found} label but the task is {task}")
-            if task == "classification":
-                counts[int(label[0])] += 1
-            else:
-                counts.update(int(c) for c in parse_detection_label(label)[1][:, 0])
+            check_label(flag, label, task, rec.name, n, counts)
             n += 1
         if n == 0:
             raise DataError(f"{rec.name} in channel {Path(channel).name} holds no record")

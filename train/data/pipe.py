@@ -1,0 +1,83 @@
+"""Pipe mode: each channel arrives as FIFOs `<channel>_0`, `<channel>_1`, ... (one per pass).
+
+SageMaker (or `container/pipe_feeder.py` locally) creates the next FIFO after the previous one was
+read to its end. A pass is read sequentially with `mx.recordio.MXRecordIO` (RecordIO passes through
+unwrapped) and held in memory as raw records, which then serve exactly like File mode's indexed
+records: same order, same decoding, so training gives the same result in both modes.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data.recordio.detection import _transform_label
+
+from ..errors import DataError
+from .readers import ChannelData, check_label, raw_records, task_of_label
+
+WAIT_SECONDS = 600
+
+
+def next_pass(pipe: PipeChannel, dataset: RecordListDataset) -> None:
+    """Replace the dataset's records with the channel's next pass."""
+    dataset.records = pipe.read_pass()
+
+
+class PipeChannel:
+    """Reads successive passes of one Pipe-mode channel."""
+
+    def __init__(self, data_dir: Path, name: str, wait_seconds: float = WAIT_SECONDS):
+        self.data_dir, self.name, self.wait_seconds = Path(data_dir), name, wait_seconds
+        self.passes = 0
+
+    def read_pass(self) -> list[bytes]:
+        """The raw records of the next FIFO, read to EOF."""
+        path = self.data_dir / f"{self.name}_{self.passes}"
+        deadline = time.monotonic() + self.wait_seconds
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise DataError(f"Pipe mode: {path} did not appear within {self.wait_seconds:.0f} s")
+            time.sleep(0.05)
+        records = list(raw_records(path, f"Pipe-mode channel {self.name}"))
+        self.passes += 1
+        return records
+
+
+class RecordListDataset(mx.gluon.data.Dataset):
+    """Raw image records in memory, decoded like File mode's datasets; `records` is replaced each pass."""
+
+    def __init__(self, records: list[bytes], task: str):
+        self.records, self.task = records, task
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, idx):
+        header, img = mx.recordio.unpack(self.records[idx])
+        img = mx.image.imdecode(img, 1)
+        if self.task == "classification":
+            return img, np.float32(np.asarray(header.label).ravel()[0])
+        h, w, _ = img.shape
+        return img, _transform_label(header.label, h, w)
+
+
+def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> tuple[ChannelData, PipeChannel]:
+    """The first pass of a Pipe-mode channel as a dataset, with every label checked.
+
+    With `task` None the task is taken from the first record.
+    """
+    pipe = PipeChannel(data_dir, name)
+    records = pipe.read_pass()
+    if not records:
+        raise DataError(f"Pipe mode: channel {name} delivered no record")
+    if task is None:
+        header, _ = mx.recordio.unpack(records[0])
+        task = task_of_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel())
+    counts: Counter = Counter()
+    for n, item in enumerate(records):
+        header, _ = mx.recordio.unpack(item)
+        check_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel(), task, f"{name} (pipe)", n, counts)
+    return ChannelData(RecordListDataset(records, task), task, counts, f"{name} (Pipe mode)"), pipe
