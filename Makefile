@@ -11,8 +11,11 @@ DEMO := demo-output
 BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
+DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_shape 3,64,64 --epochs 8 \
+	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --augmentation_type crop
+DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -43,9 +46,15 @@ demo: install
 	$(BIN)/magiccards synth $(DEMO)/scenes --task detection --count 200 --classes 6 --seed 1
 	$(BIN)/magiccards pack $(DEMO)/scenes $(DEMO)/scenes-rec
 	$(BIN)/magiccards inspect $(DEMO)/scenes-rec/train.rec --sheet $(DEMO)/scenes-train.png
-	$(BIN)/magiccards train $(DEMO)/cards-rec --job-dir $(DEMO)/cards-job --network resnet18_v1b \
-		--image_shape 3,64,64 --epochs 8 --mini_batch_size 32 --optimizer adam --learning_rate 0.002 \
-		--augmentation_type crop 2>&1 | grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
+	@if docker info >/dev/null 2>&1; then \
+		echo "Docker answers: training the classifier inside the image $(IMAGE), as SageMaker would"; \
+		$(MAKE) --no-print-directory image; \
+		$(BIN)/magiccards train $(DEMO)/cards-rec --docker --image $(IMAGE) $(DEMO_CLASSIFIER) 2>&1 | $(DEMO_LINES); \
+	else \
+		echo "Docker is not available (no engine answers; 'make docker' installs and starts one):"; \
+		echo "training the classifier on this machine through the same toolkit entry point"; \
+		$(BIN)/magiccards train $(DEMO)/cards-rec $(DEMO_CLASSIFIER) 2>&1 | $(DEMO_LINES); \
+	fi
 	$(BIN)/magiccards train $(DEMO)/scenes-rec --job-dir $(DEMO)/scenes-job --network ssd_300_mobilenet0.25 \
 		--image_shape 256 --epochs 4 --mini_batch_size 16 --optimizer adam --learning_rate 0.002 \
 		--use_pretrained_model 0 2>&1 | grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
@@ -57,6 +66,9 @@ bench-pack: install
 
 bench-train: install
 	$(BIN)/python bench/bench_train.py all --out $(BENCH)/train
+
+bench-image: install docker base-image
+	$(BIN)/python bench/bench_image.py --out $(BENCH)/image
 
 clean:
 	rm -rf $(DEMO) $(BENCH) .pytest_cache

@@ -53,3 +53,37 @@ def test_pipe_mode_detection_in_docker(image, packed_scenes, tmp_path):
     assert sum("validation mAP <score>=(" in line for line in lines) == 2
     assert (model_dir / "model_algo_1-symbol.json").is_file()
     assert (model_dir / "classes.txt").read_text() == (packed_scenes / "classes.txt").read_text()
+
+
+def test_docker_stop_checkpoints_and_rerun_resumes(image, docker_client, packed_cards, tmp_path):
+    """`docker stop -t 120` mid-training (what StopTrainingJob does) leaves a checkpoint; re-running resumes."""
+    import threading
+    import time
+
+    hp = dict(HP, epochs="3", mini_batch_size="8", num_workers="0")
+    job = tmp_path / "job"
+    outcome = {}
+
+    def first_run():
+        try:
+            run_docker(packed_cards, job, hp, image=image, log=lambda line: None)
+        except TrainingFailed as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not list((job / "checkpoints").glob("epoch-0001-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    running = [c for c in docker_client.containers.list() if c.image.tags and c.image.tags[0] == image]
+    assert len(running) == 1
+    started = time.monotonic()
+    running[0].stop(timeout=120)
+    thread.join(timeout=180)
+    assert time.monotonic() - started < 60
+    assert "training stopped by SIGTERM" in outcome.get("error", ""), outcome
+    lines = []
+    run_docker(packed_cards, job, hp, image=image, log=lines.append)
+    assert any(line.startswith("Resuming from checkpoint epoch-0001") or line.startswith("Resuming from checkpoint epoch-0002")
+               for line in lines), lines[-30:]
+    assert (job / "model" / "image-classification-0000.params").is_file()

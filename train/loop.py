@@ -20,6 +20,9 @@ from .hyperparameters import Hyperparameters
 from .reporting import epoch_lines, say, write_history
 
 
+LOG_INTERVAL = 20  # batches between progress lines
+
+
 def loader_threads(task: str) -> bool:
     """Whether data-loader workers are threads (else forked processes); MAGICCARDS_LOADER overrides.
 
@@ -111,6 +114,9 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
             started, samples = time.perf_counter(), 0
             for b, batch in recipe.batches(epoch, start_batch):
                 samples += recipe.step(batch)
+                if b == start_batch or (b + 1) % LOG_INTERVAL == 0:  # MXNet Speedometer's format
+                    say(f"Epoch[{epoch}] Batch [{b + 1}]\tSpeed: {samples / max(time.perf_counter() - started, 1e-9):.2f} "
+                        "samples/sec")
                 if stop.requested:
                     state.update(epoch=epoch, batch=b + 1)
                     where = ckpts.save(net, trainer, state)
