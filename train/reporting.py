@@ -49,7 +49,7 @@ def epoch_lines(task: str, epoch: int, record: dict, host: str) -> list[str]:
         lines += [f"Epoch[{epoch}] Train-cross_entropy={record['train_cross_entropy']:.6f}",
                   f"Epoch[{epoch}] Train-smooth_l1={record['train_smooth_l1']:.6f}"]
         if "validation_map" in record:
-            lines.append(f"#quality_metric: host={host}, epoch={epoch}, validation mAP <score>=({record['validation_map']})")
+            lines.append(f"#quality_metric: host={host}, epoch={epoch}, validation mAP <score>=({record['validation_map']:.6f})")
     return lines
 
 
