@@ -64,6 +64,8 @@ def _add_train(sub) -> None:
     p.add_argument("--model", type=Path, default=None, help="earlier model directory to continue from (channel 'model')")
     p.add_argument("--docker", action="store_true", help="run inside the training image, as SageMaker does")
     p.add_argument("--image", default="magiccards:cpu", help="image for --docker (default magiccards:cpu)")
+    p.add_argument("--instance-count", type=int, default=1,
+                   help="with --docker: hosts (containers) of a distributed job, on a private network")
     p.add_argument("--input-mode", choices=("File", "Pipe"), default="File",
                    help="File (channels as files) or Pipe (records streamed through FIFOs, one per pass)")
     p.set_defaults(func=_run_train, accepts_hyperparameters=True)
@@ -90,7 +92,12 @@ def _hyperparameters(extra: list[str]) -> dict[str, str]:
 
 def _run_train(args) -> int:
     extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
-    if args.docker:
+    if args.instance_count > 1:
+        if not args.docker or args.input_mode != "File" or extra:
+            raise SystemExit("error: --instance-count > 1 needs --docker and File mode (no --model/--pretrained)")
+        from .container.cluster import run_cluster
+        model_dir = run_cluster(args.data, args.job_dir, args.hyperparameters, args.instance_count, image=args.image)
+    elif args.docker:
         from .container.docker_run import run_docker
         model_dir = run_docker(args.data, args.job_dir, args.hyperparameters, image=args.image, extra_channels=extra,
                                input_mode=args.input_mode)

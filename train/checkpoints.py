@@ -15,8 +15,11 @@ KEEP = 2
 
 
 class Checkpoints:
-    def __init__(self, directory: Path):
+    """`optimizer_states=False` for distributed jobs, whose optimizer states live on the parameter servers."""
+
+    def __init__(self, directory: Path, optimizer_states: bool = True):
         self.directory = Path(directory)
+        self.optimizer_states = optimizer_states
 
     def save(self, net, trainer, state: dict) -> Path:
         """Write a checkpoint for `state['epoch']` / `state['batch']` (the next step to run)."""
@@ -26,7 +29,8 @@ class Checkpoints:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         net.save_parameters(str(tmp / "model.params"))
-        trainer.save_states(str(tmp / "trainer.states"))
+        if self.optimizer_states:
+            trainer.save_states(str(tmp / "trainer.states"))
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         final = self.directory / name
         shutil.rmtree(final, ignore_errors=True)
@@ -52,4 +56,5 @@ class Checkpoints:
     @staticmethod
     def restore(path: Path, net, trainer) -> None:
         net.load_parameters(str(path / "model.params"), ignore_extra=False)
-        trainer.load_states(str(path / "trainer.states"))
+        if (path / "trainer.states").is_file():
+            trainer.load_states(str(path / "trainer.states"))

@@ -44,6 +44,7 @@ class ClassificationRecipe:
     def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
                  class_counts=None, num_workers: int = 0, part: int = 0, parts: int = 1):
         self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
+        self.parts = parts
         self.dtype = "float16" if hp.precision_dtype == "float16" and ctx[0].device_type == "gpu" else "float32"
         self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
         batch_sampler = gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard")
@@ -88,7 +89,7 @@ class ClassificationRecipe:
                     loss = loss * self.weights.as_in_context(y.context)[y]
                 losses.append(loss)
         autograd.backward(losses)
-        self.trainer.step(batch[0].shape[0])
+        self.trainer.step(batch[0].shape[0] * self.parts)  # gradients are summed over `parts` workers
         self.acc.update(label, outputs)
         self.loss_metric.update(None, losses)
         return batch[0].shape[0]

@@ -23,6 +23,7 @@ class DetectionRecipe:
     def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
                  num_workers: int = 0, part: int = 0, parts: int = 1):
         self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
+        self.parts = parts
         _, h, w = hp.image_shape
         self.size = (w, h)
         with autograd.train_mode():
@@ -67,7 +68,8 @@ class DetectionRecipe:
                 box_preds.append(box_pred)
             total, cls_loss, box_loss = self.loss(cls_preds, box_preds, cls_targets, box_targets)
             autograd.backward(total)
-        self.trainer.step(1)  # the multibox loss is already normalised by the number of positives
+        # the multibox loss is normalised by the number of positives; gradients are summed over `parts` workers
+        self.trainer.step(self.parts)
         self.ce.update(0, [l * n for l in cls_loss])
         self.l1.update(0, [l * n for l in box_loss])
         return n

@@ -17,6 +17,7 @@ import mxnet as mx
 from . import models, optim
 from .data import readers
 from .data.pipe import next_pass, open_pipe_channel
+from .distributed import ParameterServer
 from .data.samples import read_classes
 from .errors import DataError, HyperparameterError, UserError
 from .export import PREFIX, export
@@ -36,7 +37,7 @@ def main() -> None:
     pipes = {name for name, cfg in env.input_data_config.items() if cfg.get("TrainingInputMode") == "Pipe"}
     run(env.hyperparameters, {k: Path(v) for k, v in env.channel_input_dirs.items()}, paths,
         num_gpus=env.num_gpus, host=env.current_host, num_cpus=env.num_cpus, pipe_channels=pipes,
-        data_dir=Path(env.input_dir) / "data")
+        data_dir=Path(env.input_dir) / "data", hosts=list(env.hosts), interface=env.network_interface_name)
 
 
 def _classes(channels: dict[str, Path], counts, num_classes: int | None) -> list[str]:
@@ -85,7 +86,8 @@ def _model_channel(channel: Path, workdir: Path) -> Path:
 
 
 def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0, host: str = "algo-1",
-        num_cpus: int | None = None, pipe_channels: set[str] = frozenset(), data_dir: Path | None = None) -> dict:
+        num_cpus: int | None = None, pipe_channels: set[str] = frozenset(), data_dir: Path | None = None,
+        hosts: list[str] | None = None, interface: str | None = None) -> dict:
     """Train and export; returns the final training state (history, best score).
 
     Channels named in `pipe_channels` are read from the FIFOs `<data_dir>/<channel>_<n>` (Pipe mode).
@@ -125,20 +127,27 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
         net = _build(hp, network, classes, channels, workdir)
         net.collect_params().reset_ctx(ctx)
         num_workers = hp.num_workers if hp.num_workers is not None else max(1, (num_cpus or os.cpu_count() or 2) // 2)
-        recipe = _recipe(hp, net, train, val, classes, ctx, num_workers)
-        trainer = optim.trainer(net.collect_params(), hp, max(1, recipe.steps_per_epoch()),
-                                kvstore=hp.kv_store or "device")
+        kvstore, part, parts, is_master = hp.kv_store or "device", 0, 1, True
+        if hosts and len(hosts) > 1:
+            kvstore = ParameterServer(hosts, host, interface).start()
+            part, parts, is_master = kvstore.rank, kvstore.num_workers, host == sorted(hosts)[0]
+        recipe = _recipe(hp, net, train, val, classes, ctx, num_workers, part, parts)
+        trainer = optim.trainer(net.collect_params(), hp, max(1, recipe.steps_per_epoch()), kvstore=kvstore)
         recipe.trainer = trainer
         net.hybridize(static_alloc=True, static_shape=True)
         try:
-            state = fit(recipe, net, trainer, hp, paths, host=host,
-                        on_epoch=_periodic_export(hp, net, paths.model_dir), **_pipe_hooks(pipes, train, val))
+            state = fit(recipe, net, trainer, hp, paths, host=host, is_master=is_master, distributed=parts > 1,
+                        on_epoch=_periodic_export(hp, net, paths.model_dir) if is_master else None,
+                        **_pipe_hooks(pipes, train, val))
         except mx.base.MXNetError as e:
             if "out of memory" in str(e).lower() or "bad_alloc" in str(e):
                 raise UserError("out of memory: lower mini_batch_size or image_shape, or use a larger instance") from None
             raise
         except MemoryError:
             raise UserError("out of memory: lower mini_batch_size or image_shape, or use a larger instance") from None
+        if not is_master:
+            say(f"{host}: training done; {sorted(hosts)[0]} writes the model")
+            return state
         metrics = _final_report(hp, recipe, classes, paths, state)
         export(net, paths.model_dir, task=hp.task, network=network, classes=classes, image_shape=hp.image_shape,
                hyperparameters=hp.as_strings(), metrics=metrics,
@@ -175,14 +184,14 @@ def _build(hp, network, classes, channels, workdir):
     return net
 
 
-def _recipe(hp, net, train, val, classes, ctx, num_workers):
+def _recipe(hp, net, train, val, classes, ctx, num_workers, part=0, parts=1):
     if hp.task == "classification":
         from .classification import ClassificationRecipe
         return ClassificationRecipe(net, None, train.dataset, val.dataset if val else None, hp, classes, ctx,
-                                    class_counts=train.class_counts, num_workers=num_workers)
+                                    class_counts=train.class_counts, num_workers=num_workers, part=part, parts=parts)
     from .detection import DetectionRecipe
     return DetectionRecipe(net, None, train.dataset, val.dataset if val else None, hp, classes, ctx,
-                           num_workers=num_workers)
+                           num_workers=num_workers, part=part, parts=parts)
 
 
 def _pipe_hooks(pipes: dict, train, val) -> dict:

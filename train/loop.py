@@ -70,10 +70,11 @@ class EpochSampler(mx.gluon.data.Sampler):
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length) if self.shuffle \
             else np.arange(self.length)
-        return iter(order[self.part::self.parts].tolist())
+        return iter(order[self.part::self.parts][:len(self)].tolist())
 
     def __len__(self):
-        return len(range(self.part, self.length, self.parts))
+        # every shard has the same length, so dist_sync workers take the same number of steps
+        return self.length // self.parts
 
 
 @dataclasses.dataclass
@@ -84,14 +85,15 @@ class Paths:
 
 
 def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "algo-1",
-        is_master: bool = True, on_epoch=None, before_epoch=None, before_evaluate=None) -> dict:
+        is_master: bool = True, on_epoch=None, before_epoch=None, before_evaluate=None,
+        distributed: bool = False) -> dict:
     """Train `hp.epochs` epochs (or until early stopping); return the final state with the best score.
 
     The best parameters (by the recipe's validation score, else the training score) are kept in
     `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint,
     `before_epoch(epoch)` and `before_evaluate()` before each pass over the data (Pipe mode).
     """
-    ckpts = Checkpoints(paths.checkpoints)
+    ckpts = Checkpoints(paths.checkpoints, optimizer_states=not distributed)
     best_file = paths.checkpoints / "best.params"
     state = {"epoch": 0, "batch": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
              "seed": hp.seed}
@@ -160,5 +162,16 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
     finally:
         stop.close()
     if best_file.is_file():
-        net.load_parameters(str(best_file))
+        if distributed:
+            _copy_parameters(net, best_file)
+        else:
+            net.load_parameters(str(best_file))
     return state
+
+
+def _copy_parameters(net, params_file: Path) -> None:
+    """Load saved values into the existing arrays (a distributed trainer forbids replacing them)."""
+    saved = mx.nd.load(str(params_file))
+    for name, param in net._collect_params_with_prefix().items():
+        for array in param.list_data():
+            array[:] = saved[name].as_in_context(array.context)
