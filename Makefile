@@ -32,8 +32,15 @@ base-image: install docker
 image: install docker  ## the training image; uses the local base image when python:3.11-slim cannot be pulled
 	$(BIN)/magiccards image --tag $(IMAGE)
 
-test: install base-image image
-	$(BIN)/pytest -q
+# The SageMaker Python SDK (v2, for local mode) lives in its own venv: it pins packages MXNet cannot share.
+SDK_VENV := .venv-sdk
+$(SDK_VENV)/.installed:
+	test -x $(SDK_VENV)/bin/python || $(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install -q 'sagemaker==2.257.7' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+test: install base-image image $(SDK_VENV)/.installed
+	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
 test-fast: install  ## the tests that need no Docker engine
 	$(BIN)/pytest -q -m "not docker"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ def _job(data: Path, job: Path, image: str, mode: str) -> tuple[float, float]:
     from magiccards.container.docker_run import run_docker
     hp = {"network": "resnet18_v1b", "image_shape": "3,64,64", "epochs": "3", "mini_batch_size": "32",
           "optimizer": "adam", "learning_rate": "0.002", "augmentation_type": "crop"}
+    shutil.rmtree(job, ignore_errors=True)  # a job folder with checkpoints would resume instead of train
     started = time.perf_counter()
     first = []
     speeds = []
