@@ -62,6 +62,8 @@ demo: install
 		echo "training the classifier on this machine through the same toolkit entry point"; \
 		$(BIN)/magiccards train $(DEMO)/cards-rec $(DEMO_CLASSIFIER) 2>&1 | $(DEMO_LINES); \
 	fi
+	@echo "Training a small SSD from scratch for a few epochs (no ImageNet base can be downloaded here): expect a low mAP;"
+	@echo "give it a 'pretrained' channel (--pretrained DIR --use_pretrained_model 1) and more epochs for real use."
 	$(BIN)/magiccards train $(DEMO)/scenes-rec --job-dir $(DEMO)/scenes-job --network ssd_300_mobilenet0.25 \
 		--image_shape 256 --epochs 4 --mini_batch_size 16 --optimizer adam --learning_rate 0.002 \
 		--use_pretrained_model 0 2>&1 | grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
