@@ -8,21 +8,51 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import mxnet as mx
 from gluoncv import model_zoo
 from gluoncv.model_zoo.model_store import short_hash
+from gluoncv.model_zoo.ssd.ssd import get_ssd
+from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
 from .errors import HyperparameterError, UserError
 
-# preset name -> (GluonCV custom constructor, base network whose ImageNet weights it starts from)
+
+
+@dataclass(frozen=True)
+class SSDPreset:
+    """GluonCV's SSD recipe for one base network, given for `base_size` pixels.
+
+    `build` scales the anchor sizes to the job's image size and derives each anchor step from the
+    real feature-map size, so anchors tile the whole image at any `image_shape`.
+    """
+    base: str  # the base network whose ImageNet weights it starts from
+    base_size: int
+    features: object  # layer names of the base network, or a GluonCV feature-extractor factory
+    filters: tuple | None  # channels of the extra layers appended to the base
+    sizes: tuple  # anchor sizes in pixels at base_size, one more than there are feature maps
+    ratios: tuple
+
+
+_RATIOS_6 = ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 3 + ((1, 2, 0.5),) * 2
 SSD_PRESETS = {
-    "ssd_300_vgg16_atrous": ("ssd_300_vgg16_atrous_custom", "vgg16_atrous"),
-    "ssd_512_vgg16_atrous": ("ssd_512_vgg16_atrous_custom", "vgg16_atrous"),
-    "ssd_512_resnet50_v1": ("ssd_512_resnet50_v1_custom", "resnet50_v1"),
-    "ssd_512_mobilenet1.0": ("ssd_512_mobilenet1.0_custom", "mobilenet1.0"),
-    "ssd_300_mobilenet0.25": ("ssd_300_mobilenet0.25_custom", "mobilenet0.25"),  # the small one, for CPU
+    "ssd_300_vgg16_atrous": SSDPreset("vgg16_atrous", 300, vgg16_atrous_300, None,
+                                      (21, 45, 99, 153, 207, 261, 315), _RATIOS_6),
+    "ssd_512_vgg16_atrous": SSDPreset("vgg16_atrous", 512, vgg16_atrous_512, None,
+                                      (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6),
+                                      ((1, 2, 0.5),) + ((1, 2, 0.5, 3, 1.0 / 3),) * 4 + ((1, 2, 0.5),) * 2),
+    "ssd_512_resnet50_v1": SSDPreset("resnet50_v1", 512, ("stage3_activation5", "stage4_activation2"),
+                                     (512, 512, 256, 256), (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72),
+                                     _RATIOS_6),
+    "ssd_512_mobilenet1.0": SSDPreset("mobilenet1.0", 512, ("relu22_fwd", "relu26_fwd"), (512, 512, 256, 256),
+                                      (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492), _RATIOS_6),
+    # the small one, for CPU. GluonCV's own ssd_300_mobilenet0.25 preset gives steps 8, 16, ... for feature
+    # maps of stride 16, 32, ...: its anchors cover only the top-left half of the image. Steps here follow
+    # the real feature maps.
+    "ssd_300_mobilenet0.25": SSDPreset("mobilenet0.25", 300, ("relu22_fwd", "relu26_fwd"), (256, 256, 128, 128),
+                                       (21, 45, 99, 153, 207, 261, 315), _RATIOS_6),
 }
 CLASSIFICATION_FAMILIES = ("resnet", "resnext", "se_resnext", "resnest", "mobilenet", "vgg", "densenet",
                            "squeezenet", "alexnet", "inceptionv3", "darknet53", "senet", "googlenet", "xception")
@@ -76,20 +106,33 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
                 raise _missing_weights(network, dirs)
             load_matching(net, weights)
         return net
-    constructor, base = SSD_PRESETS[network]
+    preset = SSD_PRESETS[network]
     root = None
     if pretrained:
-        weights = store_file(base, dirs)
-        if weights is None or weights.name != f"{base}-{short_hash(base)}.params":
-            raise _missing_weights(base, dirs)
+        weights = store_file(preset.base, dirs)
+        if weights is None or weights.name != f"{preset.base}-{short_hash(preset.base)}.params":
+            raise _missing_weights(preset.base, dirs)
         root = str(weights.parent)
-    kwargs = {"root": root} if root else {}
-    net = model_zoo.get_model(constructor, classes=list(classes), pretrained_base=pretrained, **kwargs)
+    net = ssd(preset, classes, image_size, pretrained_base=pretrained, root=root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))
     return net
+
+
+def ssd(preset: SSDPreset, classes: list[str], image_size: int, pretrained_base: bool = False,
+        root: str | None = None) -> mx.gluon.HybridBlock:
+    """An uninitialised GluonCV SSD of `preset` whose anchors are laid out for `image_size` pixels."""
+    scale = image_size / preset.base_size
+    sizes = [s * scale for s in preset.sizes]
+    args = dict(name=preset.base, features=preset.features, filters=preset.filters and list(preset.filters),
+                sizes=sizes, ratios=[list(r) for r in preset.ratios], classes=list(classes), dataset="")
+    probe = get_ssd(base_size=image_size, steps=[1] * len(preset.ratios), pretrained_base=False, **args)
+    maps = mx.sym.Group(probe.features(mx.sym.var("data"))).infer_shape(data=(1, 3, image_size, image_size))[1]
+    steps = [image_size / shape[-1] for shape in maps]
+    kwargs = {"root": root} if root else {}
+    return get_ssd(base_size=image_size, steps=steps, pretrained_base=pretrained_base, **args, **kwargs)
 
 
 def load_matching(net: mx.gluon.Block, params_file: Path) -> tuple[int, int]:
