@@ -105,8 +105,8 @@ def quality(out: Path, task: str, train_count: int, test_count: int, size: int, 
 CLASSIFICATION_HP = {"network": "resnet18_v1b", "image_shape": "3,96,96", "epochs": "14", "mini_batch_size": "32",
                      "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "10,13",
                      "augmentation_type": "crop", "seed": "1"}
-DETECTION_HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "256", "epochs": "60", "mini_batch_size": "16",
-                "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "45,55", "use_pretrained_model": "0",
+DETECTION_HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "256", "epochs": "20", "mini_batch_size": "16",
+                "optimizer": "adam", "learning_rate": "0.002", "lr_scheduler_step": "15,18", "use_pretrained_model": "0",
                 "seed": "1"}
 
 
@@ -122,7 +122,7 @@ def main() -> int:
     if args.what in ("quality", "classification", "all"):
         quality(args.out, "classification", 1600, 400, 128, CLASSIFICATION_HP, 600)
     if args.what in ("quality", "detection", "all"):
-        quality(args.out, "detection", 800, 200, 256, DETECTION_HP, 1200)
+        quality(args.out, "detection", 3200, 200, 256, DETECTION_HP, 1200)
     return 0
 
 

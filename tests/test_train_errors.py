@@ -92,3 +92,26 @@ def test_cli_shows_the_failure_reason(packed_cards, tmp_path):
     assert "error: training failed: hyperparameter optimizer='adagrad' is not allowed" in r.stderr
     r = run_cli("train", tmp_path / "nowhere")
     assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_out_of_memory(packed_cards, tmp_path):
+    """On a machine too small for the job (an address-space limit here), the job says what to change."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    from magiccards.container.local_run import TRAINING_MODULE
+    job = tmp_path / "job"
+    write_job_layout(job, channels_from_pack_dir(packed_cards), dict(FAST, image_shape="3,1024,1024", mini_batch_size="64"))
+    limit = 6 * 1024 ** 3
+
+    def small_machine():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE)
+    r = subprocess.run([sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"],
+                       env=env, capture_output=True, text=True, preexec_fn=small_machine, timeout=600)
+    failure = (job / "output" / "failure").read_text()
+    assert r.returncode != 0, r.stdout[-2000:]
+    assert "out of memory: lower mini_batch_size or image_shape" in failure, failure
+    assert "Traceback" not in failure

@@ -140,7 +140,7 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
                         on_epoch=_periodic_export(hp, net, paths.model_dir) if is_master else None,
                         **_pipe_hooks(pipes, train, val))
         except mx.base.MXNetError as e:
-            if "out of memory" in str(e).lower() or "bad_alloc" in str(e):
+            if any(sign in str(e).lower() for sign in ("out of memory", "bad_alloc", "failed to allocate")):
                 raise UserError("out of memory: lower mini_batch_size or image_shape, or use a larger instance") from None
             raise
         except MemoryError:
@@ -164,7 +164,7 @@ def _build(hp, network, classes, channels, workdir):
     size = hp.image_shape[-1]
     try:
         net = models.build(hp.task, network, classes, size, pretrained=bool(hp.use_pretrained_model),
-                           pretrained_dirs=pretrained_dirs)
+                           pretrained_dirs=pretrained_dirs, log=say)
     except (mx.base.MXNetError, ValueError) as e:
         lines = [line for line in str(e).strip().splitlines() if "Check failed" in line] or str(e).strip().splitlines()
         reason = lines[-1].split("Check failed:")[-1].strip()[:200]

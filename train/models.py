@@ -7,6 +7,7 @@ the internet: they come from a `pretrained` channel or GluonCV's model store cac
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def _missing_weights(name: str, dirs: list[Path]) -> UserError:
 
 
 def build(task: str, network: str, classes: list[str], image_size: int, pretrained: bool = False,
-          pretrained_dirs: list[Path] | None = None) -> mx.gluon.HybridBlock:
+          pretrained_dirs: list[Path] | None = None, log=lambda message: None) -> mx.gluon.HybridBlock:
     """An initialised network for `classes`; with `pretrained`, the base starts from ImageNet weights."""
     check_network(task, network)
     dirs = list(pretrained_dirs or []) + [STORE_ROOT]
@@ -104,25 +105,54 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
             weights = store_file(network, dirs)
             if weights is None:
                 raise _missing_weights(network, dirs)
-            load_matching(net, weights)
+            loaded, skipped = load_matching(net, weights)
+            log(f"pretrained: {loaded} parameters from {weights} ({skipped} start fresh, such as the output layer)")
         return net
     preset = SSD_PRESETS[network]
-    root = None
-    if pretrained:
-        weights = store_file(preset.base, dirs)
-        if weights is None or weights.name != f"{preset.base}-{short_hash(preset.base)}.params":
-            raise _missing_weights(preset.base, dirs)
-        root = str(weights.parent)
-    net = ssd(preset, classes, image_size, pretrained_base=pretrained, root=root)
+    weights = store_file(preset.base, dirs) if pretrained else None
+    if pretrained and weights is None:
+        raise _missing_weights(preset.base, dirs)
+    net = ssd(preset, classes, image_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net.initialize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))
+    if weights is not None:
+        log(f"pretrained: {load_base(net, preset, weights)} base parameters from {weights}")
     return net
 
 
-def ssd(preset: SSDPreset, classes: list[str], image_size: int, pretrained_base: bool = False,
-        root: str | None = None) -> mx.gluon.HybridBlock:
+def load_base(net: mx.gluon.HybridBlock, preset: SSDPreset, params_file: Path) -> int:
+    """Load the base network's weights of `params_file` (a GluonCV model-store file, or any classifier of
+    that network saved with `save_parameters`) into the SSD `net`; return how many were loaded."""
+    if callable(preset.features):  # VGG atrous: the feature extractor is the base network itself
+        loaded, _ = load_matching(net.features, params_file)
+        return loaded
+    base = model_zoo.get_model(preset.base, pretrained=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base.initialize()
+    base(mx.nd.zeros((1, 3, 224, 224)))
+    load_matching(base, params_file)
+    # the SSD's copy of the base carries the base's parameter names after its own prefix
+    own = {}
+    stem = re.escape(base.prefix.rstrip("0123456789_"))
+    for name, param in net.features.collect_params().items():
+        match = re.search(stem + r"\d*_(.+)$", name)
+        if match:
+            own[match.group(1)] = param
+    loaded = 0
+    for name, param in base.collect_params().items():
+        target = own.get(name[len(base.prefix):])
+        if target is not None and target.shape == param.shape:
+            target.set_data(param.data())
+            loaded += 1
+    if loaded == 0:
+        raise UserError(f"{params_file} shares no parameter with {preset.base}; is it for another network?")
+    return loaded
+
+
+def ssd(preset: SSDPreset, classes: list[str], image_size: int) -> mx.gluon.HybridBlock:
     """An uninitialised GluonCV SSD of `preset` whose anchors are laid out for `image_size` pixels."""
     scale = image_size / preset.base_size
     sizes = [s * scale for s in preset.sizes]
@@ -131,8 +161,7 @@ def ssd(preset: SSDPreset, classes: list[str], image_size: int, pretrained_base:
     probe = get_ssd(base_size=image_size, steps=[1] * len(preset.ratios), pretrained_base=False, **args)
     maps = mx.sym.Group(probe.features(mx.sym.var("data"))).infer_shape(data=(1, 3, image_size, image_size))[1]
     steps = [image_size / shape[-1] for shape in maps]
-    kwargs = {"root": root} if root else {}
-    return get_ssd(base_size=image_size, steps=steps, pretrained_base=pretrained_base, **args, **kwargs)
+    return get_ssd(base_size=image_size, steps=steps, pretrained_base=False, **args)
 
 
 def load_matching(net: mx.gluon.Block, params_file: Path) -> tuple[int, int]:

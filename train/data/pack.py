@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from .load import Dataset, load
 from .recordio_writer import IndexedRecordWriter, pack_image_record
 from .samples import Sample, write_classes
 from .split import split
+from .workers import pool as workers_pool
 
 SPLITS = ("train", "validation")
 
@@ -149,7 +149,7 @@ def _encoded(jobs, options: EncodeOptions, workers: int | None):
     if workers == 1:
         yield map(_encode_job, work)
         return
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+    pool = workers_pool(workers, initializer=_init_worker)
     try:
         yield pool.imap(_encode_job, work, chunksize=8)
     finally:

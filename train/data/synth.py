@@ -8,7 +8,6 @@ and renamed, so an interrupted run leaves no half-written image.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..errors import UserError
 from . import cards, scenes
 from .formats import voc
 from .samples import is_image_file, write_classes
+from .workers import pool as workers_pool
 
 MIN_VISIBLE = 0.5  # a card placed in a detection scene keeps at least this share of its area visible
 MIN_SIZE, MAX_SIZE = 32, 4096
@@ -189,7 +189,7 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
                 objects += _render_index(i)
                 bar.update()
         else:
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_init, initargs=(job,)) as pool:
+            with workers_pool(workers, initializer=_init, initargs=(job,)) as pool:
                 for n in pool.imap_unordered(_render_index, range(count), chunksize=max(1, min(64, count // (workers * 8)))):
                     objects += n
                     bar.update()
