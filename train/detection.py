@@ -5,11 +5,12 @@ import warnings
 
 import mxnet as mx
 from gluoncv.data.batchify import Pad, Stack, Tuple
-from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
+from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
 from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
+from .detection_transform import SSDTrainTransform
 from .hyperparameters import Hyperparameters
 from .loop import EpochSampler, loader_threads
 
@@ -28,7 +29,7 @@ class DetectionRecipe:
         self.size = (w, h)
         with autograd.train_mode():
             _, _, anchors = net(mx.nd.zeros((1, 3, h, w), ctx=ctx[0]))
-        transform = SSDDefaultTrainTransform(w, h, anchors.as_in_context(mx.cpu()), iou_thresh=hp.overlap_threshold)
+        transform = SSDTrainTransform(w, h, anchors.as_in_context(mx.cpu()), iou_thresh=hp.overlap_threshold)
         self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
         self.train_loader = gluon.data.DataLoader(
             train_data.transform(transform), batch_sampler=gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard"),

@@ -7,12 +7,14 @@ at any folder laid out like /opt/ml, which is how `magiccards train` and the tes
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
 import mxnet as mx
+import numpy as np
 
 from . import models, optim
 from .data import readers
@@ -122,6 +124,8 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
                 f"{len(train.dataset)} images; using the data")
         ctx = [mx.gpu(i) for i in range(num_gpus)] or [mx.cpu()]
         mx.random.seed(hp.seed)
+        random.seed(hp.seed)
+        np.random.seed(hp.seed)
         say(f"{hp.task}: {network}, {len(classes)} classes, {len(train.dataset)} training / "
             f"{len(val.dataset) if val else 0} validation images ({train.source}), on {ctx}")
         net = _build(hp, network, classes, channels, workdir)
