@@ -8,7 +8,8 @@ from mxnet.gluon.data.vision import transforms
 
 from .export import MEAN, STD
 from .hyperparameters import Hyperparameters
-from .loop import EpochSampler, loader_threads
+from .loop import loader_threads
+from .recipe import Recipe
 
 
 def train_transform(hp: Hyperparameters) -> transforms.Compose:
@@ -37,45 +38,31 @@ def eval_transform(hp: Hyperparameters) -> transforms.Compose:
     return transforms.Compose(steps)
 
 
-class ClassificationRecipe:
+class ClassificationRecipe(Recipe):
     score_key = "validation_accuracy"
     train_score_key = "train_accuracy"
 
     def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
                  class_counts=None, num_workers: int = 0, part: int = 0, parts: int = 1):
-        self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
-        self.parts = parts
+        super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
         self.dtype = "float16" if hp.precision_dtype == "float16" and ctx[0].device_type == "gpu" else "float32"
-        self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
-        batch_sampler = gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard")
+        threads = loader_threads("classification")
         self.train_loader = gluon.data.DataLoader(train_data.transform_first(train_transform(hp)),
-                                                  batch_sampler=batch_sampler, num_workers=num_workers, thread_pool=loader_threads("classification"))
-        self.val_loader = None
+                                                  batch_sampler=self.batch_sampler, num_workers=num_workers,
+                                                  thread_pool=threads)
         if val_data is not None:
             self.val_loader = gluon.data.DataLoader(val_data.transform_first(eval_transform(hp)),
                                                     batch_size=hp.mini_batch_size, shuffle=False, last_batch="keep",
-                                                    num_workers=num_workers, thread_pool=loader_threads("classification"))
+                                                    num_workers=num_workers, thread_pool=threads)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.weights = None
         if hp.use_weighted_loss and class_counts:
             counts = np.array([max(1, class_counts.get(i, 0)) for i in range(len(classes))], dtype=np.float32)
             self.weights = mx.nd.array(counts.sum() / (len(classes) * counts))
         self.acc, self.loss_metric = mx.metric.Accuracy(), mx.metric.Loss()
+        self.metrics = [self.acc, self.loss_metric]
         if self.dtype == "float16":
             net.cast("float16")
-
-    def steps_per_epoch(self) -> int:
-        return len(self.sampler) // self.hp.mini_batch_size
-
-    def reset_metrics(self):
-        self.acc.reset()
-        self.loss_metric.reset()
-
-    def batches(self, epoch: int, start: int):
-        self.sampler.epoch = epoch
-        for b, batch in enumerate(self.train_loader):
-            if b >= start:
-                yield b, batch
 
     def step(self, batch) -> int:
         data = gluon.utils.split_and_load(batch[0].astype(self.dtype), self.ctx, even_split=False)

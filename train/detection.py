@@ -12,51 +12,42 @@ from mxnet import autograd, gluon
 
 from .detection_transform import SSDTrainTransform
 from .hyperparameters import Hyperparameters
-from .loop import EpochSampler, loader_threads
+from .loop import loader_threads
+from .recipe import Recipe
 
 NMS_TOPK = 400
 
 
-class DetectionRecipe:
+class DetectionRecipe(Recipe):
     score_key = "validation_map"
     train_score_key = "train_score"
 
     def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
                  num_workers: int = 0, part: int = 0, parts: int = 1):
-        self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
-        self.parts = parts
+        super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
         _, h, w = hp.image_shape
         self.size = (w, h)
         with autograd.train_mode():
             _, _, anchors = net(mx.nd.zeros((1, 3, h, w), ctx=ctx[0]))
         transform = SSDTrainTransform(w, h, anchors.as_in_context(mx.cpu()), iou_thresh=hp.overlap_threshold)
-        self.sampler = EpochSampler(len(train_data), hp.seed, part=part, parts=parts)
+        threads = loader_threads("detection")
         self.train_loader = gluon.data.DataLoader(
-            train_data.transform(transform), batch_sampler=gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard"),
-            batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers, thread_pool=loader_threads("detection"))
-        self.val_loader = None
+            train_data.transform(transform), batch_sampler=self.batch_sampler,
+            batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers, thread_pool=threads)
         if val_data is not None:
             self.val_loader = gluon.data.DataLoader(
                 val_data.transform(SSDDefaultValTransform(w, h)), hp.mini_batch_size, shuffle=False,
-                batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep", num_workers=num_workers, thread_pool=loader_threads("detection"))
+                batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep", num_workers=num_workers,
+                thread_pool=threads)
         self.loss = SSDMultiBoxLoss()
         self.ce, self.l1 = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
+        self.metrics = [self.ce, self.l1]
         self.per_class_ap: list[float] = []
-
-    def steps_per_epoch(self) -> int:
-        return len(self.sampler) // self.hp.mini_batch_size
-
-    def reset_metrics(self):
-        self.ce.reset()
-        self.l1.reset()
 
     def batches(self, epoch: int, start: int):
         # SSD traces a different graph in training and inference mode; re-hybridizing drops the cached one
         self.net.hybridize(static_alloc=True, static_shape=True)
-        self.sampler.epoch = epoch
-        for b, batch in enumerate(self.train_loader):
-            if b >= start:
-                yield b, batch
+        yield from super().batches(epoch, start)
 
     def step(self, batch) -> int:
         n = batch[0].shape[0]
