@@ -128,24 +128,21 @@ def load_base(net: mx.gluon.HybridBlock, preset: SSDPreset, params_file: Path) -
     if callable(preset.features):  # VGG atrous: the feature extractor is the base network itself
         loaded, _ = load_matching(net.features, params_file)
         return loaded
+    # the file holds the base network's structural names ('features.0.weight'); the SSD's copy of the
+    # base carries the base's own parameter names ('mobilenet0_conv0_weight') after the SSD's prefix
     base = model_zoo.get_model(preset.base, pretrained=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base.initialize()
-    base(mx.nd.zeros((1, 3, 224, 224)))
-    load_matching(base, params_file)
-    # the SSD's copy of the base carries the base's parameter names after its own prefix
-    own = {}
+    saved = _saved_arrays(params_file)
     stem = re.escape(base.prefix.rstrip("0123456789_"))
+    own = {}
     for name, param in net.features.collect_params().items():
         match = re.search(stem + r"\d*_(.+)$", name)
         if match:
             own[match.group(1)] = param
     loaded = 0
-    for name, param in base.collect_params().items():
-        target = own.get(name[len(base.prefix):])
-        if target is not None and target.shape == param.shape:
-            target.set_data(param.data())
+    for structural, param in base._collect_params_with_prefix().items():
+        value, target = saved.get(structural), own.get(param.name[len(base.prefix):])
+        if value is not None and target is not None and target.shape == value.shape:
+            target.set_data(value)
             loaded += 1
     if loaded == 0:
         raise UserError(f"{params_file} shares no parameter with {preset.base}; is it for another network?")
@@ -164,14 +161,18 @@ def ssd(preset: SSDPreset, classes: list[str], image_size: int) -> mx.gluon.Hybr
     return get_ssd(base_size=image_size, steps=steps, pretrained_base=False, **args)
 
 
+def _saved_arrays(params_file: Path) -> dict:
+    """The arrays of a .params file by parameter name (without the 'arg:'/'aux:' of exported files)."""
+    return {k.split(":", 1)[-1]: v for k, v in mx.nd.load(str(params_file)).items()}
+
+
 def load_matching(net: mx.gluon.Block, params_file: Path) -> tuple[int, int]:
     """Load the parameters of `params_file` whose name and shape match; return (loaded, skipped).
 
     This is how a 1000-class ImageNet model (or an earlier model with other classes) seeds a network
     for new classes: everything but the output layer carries over.
     """
-    saved = mx.nd.load(str(params_file))
-    saved = {k.split(":", 1)[-1]: v for k, v in saved.items()}
+    saved = _saved_arrays(params_file)
     own = net._collect_params_with_prefix()
     loaded = 0
     for name, param in own.items():
