@@ -52,7 +52,9 @@ def _recipe(task: str, rec: Path, hp_raw: dict, workdir: Path):
     return recipe
 
 
-def pipeline(out: Path, steps: int) -> list[float]:
+def pipeline(out: Path, steps: int, rounds: int = 3) -> list[float]:
+    """Efficiency per case; reading the .rec and repeating the batch in memory alternate in `rounds`
+    rounds of `steps` steps each, so that a change in the machine's load hits both alike."""
     cases = [("classification", "resnet18_v1b at 224", {"network": "resnet18_v1b", "image_shape": "3,224,224",
                                                          "mini_batch_size": "16", "augmentation_type": "crop"}, 256),
              ("detection", "ssd_300_mobilenet0.25 at 300", {"network": "ssd_300_mobilenet0.25", "image_shape": "300",
@@ -61,19 +63,27 @@ def pipeline(out: Path, steps: int) -> list[float]:
     for task, label, hp, size in cases:
         rec = _dataset(out, task, 400, size, seed=1)
         recipe = _recipe(task, rec, hp, out)
-        batches = recipe.batches(0, 0)
+        if 3 + rounds * steps > recipe.steps_per_epoch():
+            raise SystemExit(f"--rounds x --steps must stay within one epoch ({recipe.steps_per_epoch() - 3} steps): "
+                             "a new epoch restarts the loader and (SSD) rebuilds the graph")
+        batches = (batch for _, batch in recipe.batches(0, 0))
         for _ in range(3):  # warm-up: graph building, worker start
-            _, batch = next(batches)
+            batch = next(batches)
             recipe.step(batch)
-        started = time.perf_counter()
-        n = sum(recipe.step(next(batches)[1]) for _ in range(steps))
-        from_rec = n / (time.perf_counter() - started)
-        started = time.perf_counter()
-        n = sum(recipe.step(batch) for _ in range(steps))
-        in_memory = n / (time.perf_counter() - started)
+        seconds = {"rec": 0.0, "memory": 0.0}
+        images = {"rec": 0, "memory": 0}
+        for _ in range(rounds):
+            started = time.perf_counter()
+            images["rec"] += sum(recipe.step(next(batches)) for _ in range(steps))
+            seconds["rec"] += time.perf_counter() - started
+            started = time.perf_counter()
+            images["memory"] += sum(recipe.step(batch) for _ in range(steps))
+            seconds["memory"] += time.perf_counter() - started
+        from_rec, in_memory = (images[k] / seconds[k] for k in ("rec", "memory"))
         ratios.append(from_rec / in_memory)
         print(f"{label}: reading .rec {from_rec:.1f} img/s | batch in memory {in_memory:.1f} img/s | "
-              f"efficiency {from_rec / in_memory:.3f} (target >= 0.95)", flush=True)
+              f"efficiency {from_rec / in_memory:.3f} (target >= 0.95; {rounds} alternating rounds of {steps} steps)",
+              flush=True)
     return ratios
 
 
@@ -114,11 +124,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("pipeline", "quality", "classification", "detection", "all"))
     ap.add_argument("--out", type=Path, default=REPO / "bench-output" / "train")
-    ap.add_argument("--steps", type=int, default=15, help="timed steps per pipeline measurement")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per round and pipeline measurement")
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per pipeline measurement")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what in ("pipeline", "all"):
-        pipeline(args.out, args.steps)
+        pipeline(args.out, args.steps, args.rounds)
     if args.what in ("quality", "classification", "all"):
         quality(args.out, "classification", 1600, 400, 128, CLASSIFICATION_HP, 600)
     if args.what in ("quality", "detection", "all"):

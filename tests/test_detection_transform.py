@@ -1,12 +1,14 @@
-"""The SSD training transform: GluonCV's, with its constrained random crop vectorised."""
+"""The SSD training transform (GluonCV's, its constrained random crop vectorised) and the batch targets."""
 import random
 
 import mxnet as mx
 import numpy as np
+import pytest
 from gluoncv.data.transforms.experimental.bbox import random_crop_with_constraints as gluoncv_crop
+from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
 from magiccards.train import models
-from magiccards.train.detection_transform import SSDTrainTransform, random_crop_with_constraints
+from magiccards.train.detection_transform import SSDTargets, SSDTrainTransform, random_crop_with_constraints
 
 BOXES = np.array([[30, 40, 120, 170, 0], [150, 60, 260, 210, 1], [200, 200, 300, 310, 2], [10, 250, 60, 300, 1]],
                  dtype=np.float32)
@@ -41,17 +43,56 @@ def test_crop_without_boxes_is_a_valid_window():
     assert boxes.shape == (0, 5) and 0 < w < SIZE[0] and 0 < h < SIZE[1] and x + w <= SIZE[0] and y + h <= SIZE[1]
 
 
-def test_transform_gives_image_and_ssd_targets():
-    net = models.build("detection", "ssd_300_mobilenet0.25", ["a", "b", "c"], 128)
+def _anchors(size=128):
+    net = models.build("detection", "ssd_300_mobilenet0.25", ["a", "b", "c"], size)
     with mx.autograd.train_mode():
-        _, _, anchors = net(mx.nd.zeros((1, 3, 128, 128)))
-    transform = SSDTrainTransform(128, 128, anchors, iou_thresh=0.5)
+        return net(mx.nd.zeros((1, 3, size, size)))[2]
+
+
+def test_transform_gives_image_and_ssd_targets():
+    anchors = _anchors()
+    transform = SSDTrainTransform(128, 128, anchors)
     image = mx.nd.array(np.random.default_rng(2).integers(0, 255, (320, 320, 3)), dtype="uint8")
     positives = 0
     for _ in range(10):
         img, cls_targets, box_targets = transform(image, BOXES.copy())
-        assert img.shape == (3, 128, 128) and cls_targets.shape == (anchors.shape[1],)
+        assert img.shape == (3, 128, 128) and img.dtype == np.float16 and cls_targets.shape == (anchors.shape[1],)
         assert box_targets.shape == (anchors.shape[1], 4)
-        positives += int((cls_targets > 0).sum().asscalar())
-        assert set(np.unique(cls_targets.asnumpy())) <= {0, 1, 2, 3}
+        positives += int((cls_targets > 0).sum())
+        assert set(np.unique(cls_targets)) <= {0, 1, 2, 3}
     assert positives > 0
+
+
+def test_targets_equal_gluoncvs_target_generator():
+    anchors = _anchors()
+    theirs = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
+    ours = SSDTargets(anchors, iou_thresh=0.5)
+    rng = np.random.default_rng(4)
+    for n in (1, 1, 2, 3, 5, 8, 12):
+        xy = rng.uniform(-10, 110, (n, 2))
+        wh = rng.uniform(4, 90, (n, 2))
+        boxes = np.hstack([np.clip(xy, 0, 128), np.clip(xy + wh, 1, 128), rng.integers(0, 3, (n, 1))])
+        boxes = boxes.astype(np.float32)
+        want_cls, want_box, _ = theirs(anchors, None, mx.nd.array(boxes[None, :, :4]), mx.nd.array(boxes[None, :, 4:]))
+        cls_targets, box_targets = ours(boxes)
+        np.testing.assert_array_equal(cls_targets, want_cls[0].asnumpy())
+        np.testing.assert_allclose(box_targets, want_box[0].asnumpy(), atol=2e-4)
+        assert (cls_targets > 0).sum() >= n  # every box has an anchor
+    cls_targets, box_targets = ours(np.zeros((0, 5), np.float32))
+    assert not cls_targets.any() and not box_targets.any()
+
+
+def test_milder_augmentations_keep_the_boxes_where_they_are():
+    image = mx.nd.array(np.random.default_rng(3).integers(0, 255, (320, 320, 3)), dtype="uint8")
+    anchors = _anchors()
+    full, none, color = (SSDTrainTransform(128, 128, anchors, augmentation=a) for a in ("ssd", "none", "color"))
+    img, cls_targets, box_targets = none(image, BOXES.copy())
+    want = SSDTargets(anchors)(BOXES * np.float32([0.4, 0.4, 0.4, 0.4, 1]))  # 320 -> 128 px
+    np.testing.assert_array_equal(cls_targets, want[0])
+    np.testing.assert_allclose(box_targets, want[1], atol=1e-4)
+    assert (img == none(image, BOXES.copy())[0]).asnumpy().all()  # "none" is deterministic
+    coloured = color(image, BOXES.copy())
+    assert (coloured[1] == cls_targets).all() and not (coloured[0] == img).asnumpy().all()
+    assert any(not (full(image, BOXES.copy())[1] == cls_targets).all() for _ in range(5))
+    with pytest.raises(ValueError, match="ssd, color, none"):
+        SSDTrainTransform(128, 128, anchors, augmentation="rotate")

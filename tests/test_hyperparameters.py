@@ -42,6 +42,16 @@ def test_invalid_values_name_the_key_and_allowed_values(raw, message):
         parse(raw, "classification")
 
 
+def test_augmentation_type_choices_per_task():
+    assert parse({}, "detection").augmentation_type == "ssd"
+    assert parse({}, "classification").augmentation_type == ""
+    assert parse({"augmentation_type": "none"}, "detection").augmentation_type == "none"
+    with pytest.raises(HyperparameterError, match="not allowed for detection; choose one of: ssd, color, none"):
+        parse({"augmentation_type": "crop"}, "detection")
+    with pytest.raises(HyperparameterError, match="not allowed for classification; choose one of: crop, crop_color"):
+        parse({"augmentation_type": "ssd"}, "classification")
+
+
 def test_num_layers_200_has_no_gluoncv_model():
     with pytest.raises(HyperparameterError, match="num_layers=200 has no GluonCV ResNet"):
         network_name(parse({"num_layers": "200"}, "classification"))

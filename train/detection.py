@@ -29,7 +29,8 @@ class DetectionRecipe(Recipe):
         self.size = (w, h)
         with autograd.train_mode():
             _, _, anchors = net(mx.nd.zeros((1, 3, h, w), ctx=ctx[0]))
-        transform = SSDTrainTransform(w, h, anchors.as_in_context(mx.cpu()), iou_thresh=hp.overlap_threshold)
+        transform = SSDTrainTransform(w, h, anchors, iou_thresh=hp.overlap_threshold,
+                                      augmentation=hp.augmentation_type)
         threads = loader_threads("detection")
         self.train_loader = gluon.data.DataLoader(
             train_data.transform(transform), batch_sampler=self.batch_sampler,
@@ -52,6 +53,7 @@ class DetectionRecipe(Recipe):
     def step(self, batch) -> int:
         n = batch[0].shape[0]
         data, cls_targets, box_targets = (gluon.utils.split_and_load(x, self.ctx, even_split=False) for x in batch)
+        data = [x.astype("float32", copy=False) for x in data]  # float16 from the loader (detection_transform)
         with autograd.record():
             cls_preds, box_preds = [], []
             for x in data:

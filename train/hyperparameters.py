@@ -13,7 +13,8 @@ from .errors import HyperparameterError
 
 TASKS = ("classification", "detection")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
-AUGMENTATIONS = ("crop", "crop_color", "crop_color_transform")
+AUGMENTATIONS = ("crop", "crop_color", "crop_color_transform")  # classification; "" is none
+DETECTION_AUGMENTATIONS = ("ssd", "color", "none")  # see train/detection_transform.py
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async")
 RESNET_LAYERS = {18: "resnet18_v1b", 34: "resnet34_v1b", 50: "resnet50_v1b", 101: "resnet101_v1b",
                  152: "resnet152_v1b"}
@@ -33,7 +34,9 @@ class Spec:
 
 # Defaults that differ per task: {name: (classification default, detection default)}
 TASK_DEFAULTS = {"learning_rate": (0.1, 0.001), "weight_decay": (1e-4, 5e-4), "use_pretrained_model": (0, 1),
-                 "image_shape": ("3,224,224", "300")}
+                 "image_shape": ("3,224,224", "300"), "augmentation_type": ("", "ssd")}
+# Values allowed for one task only: {name: (classification choices, detection choices)}
+TASK_CHOICES = {"augmentation_type": (("",) + AUGMENTATIONS, DETECTION_AUGMENTATIONS)}
 
 SPECS: dict[str, Spec] = {
     "task": Spec("str", None, TASKS),
@@ -56,7 +59,7 @@ SPECS: dict[str, Spec] = {
     "eps": Spec("float", 1e-8, low=0, high=1),
     "gamma": Spec("float", 0.9, low=0, high=1),
     "mini_batch_size": Spec("int", 32, low=1),
-    "augmentation_type": Spec("str", "", ("",) + AUGMENTATIONS, tasks=("classification",)),
+    "augmentation_type": Spec("str", ""),  # choices per task: TASK_CHOICES
     "use_pretrained_model": Spec("int", None, (0, 1)),
     "top_k": Spec("int", 5, low=1, tasks=("classification",)),
     "checkpoint_frequency": Spec("int", 1, low=1),
@@ -158,6 +161,11 @@ def parse(raw: dict, task: str | None = None) -> Hyperparameters:
     for name in values:
         if chosen not in SPECS[name].tasks:
             raise HyperparameterError(f"hyperparameter {name} applies to {SPECS[name].tasks[0]} only, not {chosen}")
+    for name, per_task in TASK_CHOICES.items():
+        allowed = per_task[TASKS.index(chosen)]
+        if name in values and values[name] not in allowed:
+            raise HyperparameterError(f"hyperparameter {name}={raw[name]!r} is not allowed for {chosen}; choose one of: "
+                                      f"{', '.join(c for c in allowed if c)}")
     full = {name: spec.default for name, spec in SPECS.items()}
     for name, (cls_default, det_default) in TASK_DEFAULTS.items():
         full[name] = _convert(name, SPECS[name], cls_default if chosen == "classification" else det_default)
