@@ -26,7 +26,8 @@ def _scrape(lines, task):
 
 def test_classification_learns_and_exports(packed_cards, tmp_path):
     lines = []
-    model_dir = run_local(packed_cards, tmp_path / "job", CLASSIFY, log=lines.append)
+    model_dir = run_local(packed_cards, tmp_path / "job", {**CLASSIFY, "precision_dtype": "float16"}, log=lines.append)
+    assert "precision_dtype=float16 applies on GPUs only: training in float32 on the CPU" in lines
     metrics = _scrape(lines, "classification")
     assert len(metrics["validation:accuracy"]) == 10 and len(metrics["train:throughput"]) == 10
     assert max(metrics["validation:accuracy"]) >= 0.75, lines  # chance is 0.25
@@ -58,8 +59,10 @@ def test_classification_learns_and_exports(packed_cards, tmp_path):
 def test_detection_learns_and_exports(packed_scenes, tmp_path):
     lines = []
     hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "12", "mini_batch_size": "16",
-          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "0", "seed": "1"}
+          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "0", "seed": "1",
+          "precision_dtype": "float16"}
     model_dir = run_local(packed_scenes, tmp_path / "job", hp, log=lines.append)
+    assert "precision_dtype=float16 applies to classification only: the SSD trains in float32" in lines
     metrics = _scrape(lines, "detection")
     assert len(metrics["validation:mAP"]) == 12
     ce = metrics["train:cross_entropy"]

@@ -10,6 +10,7 @@ from .export import MEAN, STD
 from .hyperparameters import Hyperparameters
 from .loop import loader_threads
 from .recipe import Recipe
+from .reporting import say
 
 
 def train_transform(hp: Hyperparameters) -> transforms.Compose:
@@ -46,6 +47,8 @@ class ClassificationRecipe(Recipe):
                  class_counts=None, num_workers: int = 0, part: int = 0, parts: int = 1):
         super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
         self.dtype = "float16" if hp.precision_dtype == "float16" and ctx[0].device_type == "gpu" else "float32"
+        if hp.precision_dtype != self.dtype:
+            say("precision_dtype=float16 applies on GPUs only: training in float32 on the CPU")
         threads = loader_threads("classification")
         self.train_loader = gluon.data.DataLoader(train_data.transform_first(train_transform(hp)),
                                                   batch_sampler=self.batch_sampler, num_workers=num_workers,

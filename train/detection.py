@@ -14,6 +14,7 @@ from .detection_transform import SSDTrainTransform
 from .hyperparameters import Hyperparameters
 from .loop import loader_threads
 from .recipe import Recipe
+from .reporting import say
 
 NMS_TOPK = 400
 
@@ -27,6 +28,8 @@ class DetectionRecipe(Recipe):
         super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
         _, h, w = hp.image_shape
         self.size = (w, h)
+        if hp.precision_dtype == "float16":
+            say("precision_dtype=float16 applies to classification only: the SSD trains in float32")
         with autograd.train_mode():
             _, _, anchors = net(mx.nd.zeros((1, 3, h, w), ctx=ctx[0]))
         transform = SSDTrainTransform(w, h, anchors, iou_thresh=hp.overlap_threshold,

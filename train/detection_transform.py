@@ -113,16 +113,17 @@ class SSDTargets:
     Same rule: global greedy bipartite matching gives every box its best anchor (and anchors tied
     with a box's best IoU), then every other anchor with IoU >= `iou_thresh` takes its best box; the
     class target is box class + 1 (0 background) and the box target the centre offsets and log sizes
-    over `box_norm`. GluonCV's version runs a dozen small MXNet ops: 2.4 ms per image here, this 0.2.
+    over `box_norm`. GluonCV's version runs a dozen small MXNet ops: 2.3 ms per image here, this 0.5.
     """
 
     def __init__(self, anchors, iou_thresh: float = 0.5, box_norm=(0.1, 0.1, 0.2, 0.2)):
-        centre = np.asarray(anchors.asnumpy() if hasattr(anchors, "asnumpy") else anchors, np.float32).reshape(-1, 4)
+        centre = anchors.asnumpy() if isinstance(anchors, mx.nd.NDArray) else np.asarray(anchors)
+        centre = centre.astype(np.float32).reshape(-1, 4)  # (x, y, w, h) as the SSD network gives them
         half = centre[:, 2:] / 2
-        corners = np.hstack([centre[:, :2] - half, centre[:, :2] + half])
-        self._corners = corners
-        self._centre = np.hstack([corners[:, :2] + (corners[:, 2:] - corners[:, :2]) * 0.5, corners[:, 2:] - corners[:, :2]])
-        self._area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
+        self._corners = np.hstack([centre[:, :2] - half, centre[:, :2] + half])
+        size = self._corners[:, 2:] - self._corners[:, :2]  # back to centre form, rounded as GluonCV's are
+        self._centre = np.hstack([self._corners[:, :2] + size * 0.5, size])
+        self._area = size.prod(axis=1)
         self.iou_thresh, self.box_norm = iou_thresh, np.asarray(box_norm, np.float32)
 
     def _iou(self, boxes):
