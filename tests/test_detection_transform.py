@@ -8,7 +8,7 @@ from gluoncv.data.transforms.experimental.bbox import random_crop_with_constrain
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
 
 from magiccards.train import models
-from magiccards.train.detection_transform import SSDTargets, SSDTrainTransform, random_crop_with_constraints
+from magiccards.train.detection_transform import SeededItems, SSDTargets, SSDTrainTransform, random_crop_with_constraints
 
 BOXES = np.array([[30, 40, 120, 170, 0], [150, 60, 260, 210, 1], [200, 200, 300, 310, 2], [10, 250, 60, 300, 1]],
                  dtype=np.float32)
@@ -96,3 +96,15 @@ def test_milder_augmentations_keep_the_boxes_where_they_are():
     assert any(not (full(image, BOXES.copy())[1] == cls_targets).all() for _ in range(5))
     with pytest.raises(ValueError, match="ssd, color, none"):
         SSDTrainTransform(128, 128, anchors, augmentation="rotate")
+
+
+def test_seeded_items_repeat_per_epoch_and_index():
+    image = mx.nd.array(np.random.default_rng(6).integers(0, 255, (320, 320, 3)), dtype="uint8")
+    data = mx.gluon.data.SimpleDataset([(image, BOXES.copy())] * 3)
+    first = SeededItems(data, SSDTrainTransform(128, 128, _anchors()), seed=7)
+    second = SeededItems(data, SSDTrainTransform(128, 128, _anchors()), seed=7)
+    for ticket in (0, 2, 3, 5):  # epoch 0 items 0, 2; epoch 1 items 0, 2
+        a, b = first[ticket], second[ticket]
+        assert (a[0] == b[0]).asnumpy().all() and (a[1] == b[1]).all() and (a[2] == b[2]).all()
+    draws = [first[t] for t in (0, 1, 3, 4)]  # the same image as items 0, 1 of epochs 0, 1: all differ
+    assert len({d[0].asnumpy().tobytes() for d in draws}) == 4

@@ -78,3 +78,17 @@ def test_detection_learns_and_exports(packed_scenes, tmp_path):
     assert card["task"] == "detection" and card["classes"] == (packed_scenes / "classes.txt").read_text().split()
     per_class = json.loads((tmp_path / "job" / "output" / "data" / "per-class-ap.json").read_text())
     assert set(per_class) == set(card["classes"])
+
+
+def test_detection_is_deterministic_for_a_seed_whatever_the_loader_processes(packed_scenes, tmp_path):
+    """Each item's SSD augmentation is seeded from (seed, epoch, index), not from the process drawing it."""
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "2", "mini_batch_size": "16",
+          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "0", "seed": "5"}
+    weights = []
+    for workers in ("1", "2"):
+        model_dir = run_local(packed_scenes, tmp_path / workers, {**hp, "num_workers": workers}, log=lambda line: None)
+        weights.append(mx.nd.load(str(model_dir / "model_algo_1-0000.params")))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        np.testing.assert_allclose(weights[1][name].asnumpy(), weights[0][name].asnumpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=name)

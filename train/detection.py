@@ -10,7 +10,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
-from .detection_transform import SSDTrainTransform
+from .detection_transform import SeededItems, SSDTrainTransform
 from .hyperparameters import Hyperparameters
 from .loop import loader_threads
 from .recipe import Recipe
@@ -22,6 +22,7 @@ NMS_TOPK = 400
 class DetectionRecipe(Recipe):
     score_key = "validation_map"
     train_score_key = "train_score"
+    seeded_items = True
 
     def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
                  num_workers: int = 0, part: int = 0, parts: int = 1):
@@ -36,7 +37,7 @@ class DetectionRecipe(Recipe):
                                       augmentation=hp.augmentation_type)
         threads = loader_threads("detection")
         self.train_loader = gluon.data.DataLoader(
-            train_data.transform(transform), batch_sampler=self.batch_sampler,
+            SeededItems(train_data, transform, hp.seed), batch_sampler=self.batch_sampler,
             batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers, thread_pool=threads)
         if val_data is not None:
             self.val_loader = gluon.data.DataLoader(

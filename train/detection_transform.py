@@ -78,8 +78,14 @@ class SSDTrainTransform:
         self.targets = SSDTargets(anchors, iou_thresh)
         self._rng, self._pid = None, None
 
+    def seed(self, key) -> None:
+        """Seed this transform's random draws, and the global ones GluonCV's parts use, from `key`."""
+        self._rng, self._pid = np.random.default_rng(key), os.getpid()
+        random.seed(int(self._rng.integers(2 ** 63)))
+        np.random.seed(int(self._rng.integers(2 ** 32)))
+
     def __call__(self, src, label):
-        if self._pid != os.getpid():  # one stream per process: Python reseeds `random` in forked workers
+        if self._pid != os.getpid():  # not seeded in this process: Python reseeds `random` in forked workers
             self._rng, self._pid = np.random.default_rng(random.getrandbits(64)), os.getpid()
         label = np.asarray(label, dtype=np.float32)[:, :5]
         img = src if self.augmentation == "none" else experimental.image.random_color_distort(src)
@@ -105,6 +111,23 @@ class SSDTrainTransform:
         bbox = tbbox.resize(bbox, (w, h), (self.width, self.height))
         img, flips = timage.random_flip(img, px=0.5)
         return img, tbbox.flip(bbox, (self.width, self.height), flip_x=flips[0])
+
+
+class SeededItems(mx.gluon.data.Dataset):
+    """Item `epoch * len(dataset) + i` (an `EpochSampler` ticket) is item i through `transform`, seeded
+    from (seed, epoch, i): the same augmentation whichever loader process draws it, in any run with
+    that seed, and again when a job resumes mid-epoch."""
+
+    def __init__(self, dataset, transform: SSDTrainTransform, seed: int):
+        self._dataset, self._transform, self._seed = dataset, transform, seed
+
+    def __len__(self):
+        return len(self._dataset)
+
+    def __getitem__(self, ticket):
+        epoch, i = divmod(int(ticket), len(self._dataset))
+        self._transform.seed([self._seed, epoch, i])
+        return self._transform(*self._dataset[i])
 
 
 class SSDTargets:

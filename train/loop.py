@@ -61,16 +61,25 @@ class StopFlag:
 
 
 class EpochSampler(mx.gluon.data.Sampler):
-    """Shuffled indices that depend only on (seed, epoch), optionally one shard of several workers."""
+    """Shuffled indices that depend only on (seed, epoch), optionally one shard of several workers.
 
-    def __init__(self, length: int, seed: int, shuffle: bool = True, part: int = 0, parts: int = 1):
+    With `tickets`, index i of epoch e comes as e * length + i, for a dataset that seeds each item's
+    augmentation from (seed, epoch, index) (`detection_transform.SeededItems`).
+    """
+
+    def __init__(self, length: int, seed: int, shuffle: bool = True, part: int = 0, parts: int = 1,
+                 tickets: bool = False):
         self.length, self.seed, self.shuffle, self.part, self.parts = length, seed, shuffle, part, parts
+        self.tickets = tickets
         self.epoch = 0
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length) if self.shuffle \
             else np.arange(self.length)
-        return iter(order[self.part::self.parts][:len(self)].tolist())
+        order = order[self.part::self.parts][:len(self)]
+        if self.tickets:
+            order = order + self.epoch * self.length
+        return iter(order.tolist())
 
     def __len__(self):
         # every shard has the same length, so dist_sync workers take the same number of steps

@@ -11,12 +11,13 @@ class Recipe:
     """A task's recipe: sampling and batching here; each task adds its loaders (`train_loader`,
     `val_loader`), `metrics`, `step(batch) -> images`, `train_metrics()` and `evaluate()`."""
     score_key = train_score_key = ""
+    seeded_items = False  # the sampler hands out (epoch, index) tickets (see loop.EpochSampler)
 
     def __init__(self, net, trainer, hp: Hyperparameters, classes: list[str], ctx, train_size: int,
                  part: int = 0, parts: int = 1):
         self.net, self.trainer, self.hp, self.classes, self.ctx = net, trainer, hp, classes, ctx
         self.parts = parts  # data-parallel workers (hosts); each trains on its own shard
-        self.sampler = EpochSampler(train_size, hp.seed, part=part, parts=parts)
+        self.sampler = EpochSampler(train_size, hp.seed, part=part, parts=parts, tickets=self.seeded_items)
         self.batch_sampler = gluon.data.BatchSampler(self.sampler, hp.mini_batch_size, "discard")
         self.train_loader = self.val_loader = None
         self.metrics: list = []
