@@ -52,7 +52,7 @@ def _recipe(task: str, rec: Path, hp_raw: dict, workdir: Path):
     return recipe
 
 
-def pipeline(out: Path, steps: int, rounds: int = 3) -> list[float]:
+def pipeline(out: Path, steps: int, rounds: int = 8) -> list[float]:
     """Efficiency per case; reading the .rec and repeating the batch in memory alternate in `rounds`
     rounds of `steps` steps each, so that a change in the machine's load hits both alike."""
     cases = [("classification", "resnet18_v1b at 224", {"network": "resnet18_v1b", "image_shape": "3,224,224",
@@ -61,7 +61,7 @@ def pipeline(out: Path, steps: int, rounds: int = 3) -> list[float]:
                                                              "mini_batch_size": "16", "use_pretrained_model": "0"}, 320)]
     ratios = []
     for task, label, hp, size in cases:
-        rec = _dataset(out, task, 400, size, seed=1)
+        rec = _dataset(out, task, 800, size, seed=1)
         recipe = _recipe(task, rec, hp, out)
         if 3 + rounds * steps > recipe.steps_per_epoch():
             raise SystemExit(f"--rounds x --steps must stay within one epoch ({recipe.steps_per_epoch() - 3} steps): "
@@ -127,7 +127,7 @@ def main() -> int:
     ap.add_argument("what", choices=("pipeline", "quality", "classification", "detection", "all"))
     ap.add_argument("--out", type=Path, default=REPO / "bench-output" / "train")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per round and pipeline measurement")
-    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds per pipeline measurement")
+    ap.add_argument("--rounds", type=int, default=8, help="alternating rounds per pipeline measurement")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.what in ("pipeline", "all"):
