@@ -5,6 +5,7 @@ from mxnet import gluon
 
 from .hyperparameters import Hyperparameters
 from .loop import EpochSampler
+from .prefetch import Prefetcher
 
 
 class Recipe:
@@ -32,6 +33,6 @@ class Recipe:
     def batches(self, epoch: int, start: int):
         """(index, batch) of epoch `epoch` from batch `start` on (a resumed epoch skips what it did)."""
         self.sampler.epoch = epoch
-        for b, batch in enumerate(self.train_loader):
+        for b, batch in enumerate(Prefetcher(self.train_loader)):
             if b >= start:
                 yield b, batch
