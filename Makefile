@@ -63,7 +63,7 @@ demo: install
 		$(BIN)/magiccards train $(DEMO)/cards-rec $(DEMO_CLASSIFIER) 2>&1 | $(DEMO_LINES); \
 	fi
 	@echo "Training a small SSD from scratch for about a minute (no ImageNet base can be downloaded here): the mAP"
-	@echo "climbs from ~0.03; 'make bench-train' trains 18 minutes on 12,800 scenes to 0.86. For real use give it more"
+	@echo "climbs from ~0.03; 'make bench-train' trains 17 minutes on 12,800 scenes to 0.86. For real use give it more"
 	@echo "scenes and epochs, or a 'pretrained' channel (--pretrained DIR --use_pretrained_model 1)."
 	$(BIN)/magiccards train $(DEMO)/scenes-rec --job-dir $(DEMO)/scenes-job --network ssd_300_mobilenet0.25 \
 		--image_shape 256 --epochs 3 --lr_scheduler_step 2 --mini_batch_size 16 --optimizer adam \
