@@ -8,7 +8,6 @@ first crop that satisfies it is a candidate; one candidate that keeps a box cent
 """
 from __future__ import annotations
 
-import os
 import random
 
 import mxnet as mx
@@ -76,17 +75,15 @@ class SSDTrainTransform:
         self.width, self.height, self.augmentation = width, height, augmentation
         self._mean, self._std, self._fill = mean, std, [m * 255 for m in mean]
         self.targets = SSDTargets(anchors, iou_thresh)
-        self._rng, self._pid = None, None
+        self._rng = np.random.default_rng()  # SeededItems reseeds it for every image
 
     def seed(self, key) -> None:
         """Seed this transform's random draws, and the global ones GluonCV's parts use, from `key`."""
-        self._rng, self._pid = np.random.default_rng(key), os.getpid()
+        self._rng = np.random.default_rng(key)
         random.seed(int(self._rng.integers(2 ** 63)))
         np.random.seed(int(self._rng.integers(2 ** 32)))
 
     def __call__(self, src, label):
-        if self._pid != os.getpid():  # not seeded in this process: Python reseeds `random` in forked workers
-            self._rng, self._pid = np.random.default_rng(random.getrandbits(64)), os.getpid()
         label = np.asarray(label, dtype=np.float32)[:, :5]
         img = src if self.augmentation == "none" else experimental.image.random_color_distort(src)
         if self.augmentation == "ssd":
