@@ -32,6 +32,14 @@ def test_detection_stats_match_the_annotations(raccoon, tmp_path):
     assert Image.open(tmp_path / "s.png").size == (6 * 192, 192)
 
 
+def test_classes_without_records_are_listed_with_zero(card_scenes, tmp_path):
+    pack(card_scenes, tmp_path, val_fraction=0, workers=1, progress=False)
+    names = (tmp_path / "classes.txt").read_text().split()
+    (tmp_path / "more.txt").write_text("\n".join(names + ["unseen-card"]) + "\n")
+    stats = inspect_rec(tmp_path / "train.rec", classes=tmp_path / "more.txt", samples=0, progress=False)
+    assert list(stats["objects_per_class"]) == names + ["unseen-card"] and stats["objects_per_class"]["unseen-card"] == 0
+
+
 def test_cli_json_and_text(card_scenes, tmp_path):
     pack(card_scenes, tmp_path, val_fraction=0, workers=1, progress=False)
     r = run_cli("inspect", tmp_path / "train.rec", "--json")

@@ -61,6 +61,57 @@ def test_cli_lists_skipped_items(tmp_path):
     assert "1 image(s) skipped" in r.stderr and "corrupt image: class0/garbage.jpg" in r.stderr
 
 
+def test_empty_and_unidentified_files_say_so(tmp_path):
+    root = _classes(tmp_path)
+    (root / "class0" / "empty.jpg").write_bytes(b"")
+    (root / "class1" / "text.png").write_bytes(b"just some words")
+    pack(root, tmp_path / "out", val_fraction=0, workers=1, progress=False)
+    reasons = {p["item"]: p["reason"] for p in _report(tmp_path / "out")["problems"]}
+    assert reasons["class0/empty.jpg"] == "empty file; skipped"
+    assert reasons["class1/text.png"].startswith("not an image in any format")
+    assert "BytesIO" not in json.dumps(reasons)
+
+
+def test_file_names_that_would_break_a_lst_row_are_skipped(tmp_path):
+    root = _classes(tmp_path)
+    _jpeg(root / "class0" / "tab\there.jpg")
+    _jpeg(root / "class1" / "line\nbreak.jpg")
+    r = run_cli("pack", root, tmp_path / "out", "--val-fraction", "0")
+    assert r.returncode == 0 and "unusable file name: class0/tab\\there.jpg" in r.stderr
+    rows = [line.split("\t") for line in (tmp_path / "out" / "train.lst").read_text().splitlines()]
+    assert len(rows) == 8 and all(len(row) == 3 for row in rows)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    root = _classes(tmp_path)
+    ramp = np.tile(np.linspace(0, 65535, 64), (48, 1)).astype(np.uint16)  # black to white, left to right
+    Image.fromarray(ramp).save(root / "class0" / "deep.png")
+    pack(root, tmp_path / "out", val_fraction=0, workers=1, progress=False)
+    row = next(r for r in (tmp_path / "out" / "train.lst").read_text().splitlines() if r.endswith("deep.png"))
+    records = dict((int(h.id), d) for h, d in read_all(tmp_path / "out" / "train.rec"))
+    grey = np.asarray(Image.open(io.BytesIO(records[int(row.split("\t")[0])])).convert("L"), dtype=float)
+    assert abs(grey.mean() - 127.5) < 4 and grey[:, :4].mean() < 10 and grey[:, -4:].mean() > 245
+
+
+@pytest.mark.parametrize("inside", [".", "rec", "class0/rec"])
+def test_output_folder_inside_the_input_is_not_read(tmp_path, inside):
+    root = _classes(tmp_path)
+    (root / "README.txt").write_text("my cards")
+    out = root / inside
+    for _ in range(2):  # the second pack sees the first one's files
+        r = pack(root, out, val_fraction=0.25, workers=1, progress=False)
+        assert r.images == {"train": 6, "validation": 2} and r.problems == {}
+
+
+def test_a_repack_leaves_no_stale_split(tmp_path):
+    root = _classes(tmp_path)
+    pack(root, tmp_path / "out", val_fraction=0.25, workers=1, progress=False)
+    assert (tmp_path / "out" / "validation.rec").is_file()
+    pack(root, tmp_path / "out", val_fraction=0, workers=1, progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "classes.txt", "pack-report.json", "train.idx", "train.lst", "train.rec"]
+
+
 def test_empty_class_folder_is_reported_and_left_out(tmp_path):
     root = _classes(tmp_path, n=3)
     shutil.rmtree(root / "class2")

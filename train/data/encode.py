@@ -58,8 +58,19 @@ def encode(sample: Sample, options: EncodeOptions) -> Encoded:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return _encode(raw, digest, sample, options, problems)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        problems.add("corrupt image", sample.rel, f"cannot decode ({type(e).__name__}: {e}); skipped")
+        problems.add("corrupt image", sample.rel, f"{_decode_failure(raw, e)}; skipped")
         return Encoded(None, digest, problems=problems.items)
+
+
+def _decode_failure(raw: bytes, error: Exception) -> str:
+    """Why a file could not be decoded, in words (PIL's messages name in-memory buffers)."""
+    if not raw:
+        return "empty file"
+    if isinstance(error, Image.UnidentifiedImageError):
+        return "not an image in any format PIL reads (wrong suffix, or damaged from the first byte)"
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"larger than {Image.MAX_IMAGE_PIXELS // 1_000_000} megapixels ({error})"
+    return f"cannot decode ({type(error).__name__}: {error})"
 
 
 def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, problems: Problems) -> Encoded:
@@ -134,7 +145,18 @@ def _to_rgb(img: Image.Image, mode: str, item: str, problems: Problems) -> Image
         return background
     if mode not in ("L", "P"):
         problems.add("converted", item, f"{mode} image converted to RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        return _wide_to_rgb(np.asarray(img))
     return img.convert("RGB")
+
+
+def _wide_to_rgb(values: np.ndarray) -> Image.Image:
+    """16-bit (or 32-bit int / float) grey to 8-bit RGB, scaled like OpenCV does (PIL would clip at 255)."""
+    values = values.astype(np.float64)
+    if values.max(initial=0) > 255:
+        values = values * (255.0 / 65535.0)
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=2), "RGB")
 
 
 def _normalised_boxes(sample: Sample, actual: tuple[int, int], problems: Problems) -> np.ndarray:

@@ -35,7 +35,7 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
         raise DataError(f"{rec} does not exist")
     names_file = Path(classes) if classes else rec.with_name("classes.txt")
     names = read_classes(names_file) if names_file.is_file() else []
-    headers, sizes, thumbs_src = [], [], []
+    headers, sizes = [], []  # image bytes are not kept: a .rec can be far larger than memory
     for i, (header, data) in enumerate(tqdm(read_records(rec), desc="inspect", unit="rec", disable=not progress)):
         try:
             img = Image.open(io.BytesIO(data))
@@ -43,7 +43,6 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
         except OSError:
             raise DataError(f"record {i} of {rec} does not hold a decodable image") from None
         headers.append(header)
-        thumbs_src.append(data if samples else None)
     if not headers:
         raise DataError(f"{rec} holds no record")
     task = "detection" if headers[0].flag > 1 else "classification"
@@ -53,10 +52,11 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
                            "height_min": int(heights.min()), "height_max": int(heights.max()),
                            "most_common": "x".join(map(str, Counter(sizes).most_common(1)[0][0]))}
     label_of = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
+    every_class = lambda counts: {label_of(c): counts.get(c, 0) for c in sorted(set(range(len(names))) | set(counts))}  # noqa: E731
     objects = []
     if task == "classification":
         per_class = Counter(int(np.asarray(h.label).ravel()[0]) for h in headers)
-        stats["images_per_class"] = {label_of(c): n for c, n in sorted(per_class.items())}
+        stats["images_per_class"] = every_class(per_class)
     else:
         for h in headers:
             objects.append(parse_detection_label(h.label)[1])
@@ -64,7 +64,7 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
         per_class = Counter(int(c) for c in allobj[:, 0])
         bw, bh = allobj[:, 3] - allobj[:, 1], allobj[:, 4] - allobj[:, 2]
         counts = np.array([len(o) for o in objects])
-        stats["objects_per_class"] = {label_of(c): n for c, n in sorted(per_class.items())}
+        stats["objects_per_class"] = every_class(per_class)
         stats["boxes"] = {
             "total": int(len(allobj)), "per_image_mean": round(float(counts.mean()), 3),
             "per_image_max": int(counts.max()),
@@ -74,8 +74,9 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
     if samples:
         sheet = Path(sheet) if sheet else rec.with_suffix(".sheet.png")
         picks = np.unique(np.linspace(0, len(headers) - 1, min(samples, len(headers))).astype(int))
-        draw_sheet(sheet, [thumbs_src[i] for i in picks], [headers[i] for i in picks],
-                   [objects[i] if objects else None for i in picks], label_of)
+        wanted = set(picks.tolist())
+        thumbs = [data for i, (_, data) in enumerate(read_records(rec)) if i in wanted]
+        draw_sheet(sheet, thumbs, [headers[i] for i in picks], [objects[i] if objects else None for i in picks], label_of)
         stats["sheet"] = str(sheet)
     return stats
 

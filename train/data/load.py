@@ -40,8 +40,11 @@ def detect_format(path: Path) -> str:
 
 
 def load(path: Path, fmt: str = "auto", images: Path | None = None,
-         classes: list[str] | Path | None = None) -> Dataset:
-    """Load a dataset. `classes` (a list or a classes.txt) fixes class order; unknown classes are skipped."""
+         classes: list[str] | Path | None = None, exclude: Path | None = None) -> Dataset:
+    """Load a dataset. `classes` (a list or a classes.txt) fixes class order; unknown classes are skipped.
+
+    `exclude` is a folder never read as input (pack's output folder, when it lies inside the input).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"input {path} does not exist")
@@ -56,7 +59,7 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
     if fmt == "folders":
         if not path.is_dir():
             raise DataError(f"class folders need a directory; {path} is a file")
-        samples, classes = class_folders.read(path, classes, problems)
+        samples, classes = class_folders.read(path, classes, problems, exclude)
         root, task = path, "classification"
     else:
         reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "csv": csv_boxes}[fmt]
@@ -71,4 +74,19 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
     if task == "classification" and len(classes) < 2:
         raise DataError(f"classification needs at least 2 classes with images; {path} has {classes}")
     set_relative_paths(samples, root)
+    samples = _listable(samples, problems)
+    if not samples:
+        raise DataError(f"no usable image found in {path}: every file name holds a tab or line break")
     return Dataset(samples, classes, task, root, problems)
+
+
+def _listable(samples: list[Sample], problems: Problems) -> list[Sample]:
+    """Samples whose path can be a field of a tab-separated .lst row; the others are reported."""
+    kept = []
+    for s in samples:
+        if any(c in s.rel for c in "\t\n\r"):
+            problems.add("unusable file name", repr(s.rel)[1:-1],
+                         "a tab or line break in the path cannot be stored in a .lst file; rename it; skipped")
+        else:
+            kept.append(s)
+    return kept

@@ -101,7 +101,7 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
     if resize is not None and resize < 8:
         raise DataError(f"--resize is the shorter side in pixels and must be at least 8; got {resize}")
     started = time.perf_counter()
-    dataset = load(Path(input_path), fmt, images, classes)
+    dataset = load(Path(input_path), fmt, images, classes, exclude=Path(out_dir))
     log(f"{dataset.task}: {len(dataset.samples)} image(s), {len(dataset.classes)} class(es) in {dataset.root}")
     train, val = split(dataset.samples, val_fraction, seed)
     if val_fraction > 0 and not val:
@@ -131,6 +131,10 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         raise
     for w in writers.values():
         w.commit()
+    for name in SPLITS:
+        if name not in writers:  # a split of an earlier pack into this folder must not outlive it
+            for ext in ("rec", "idx", "lst"):
+                (out_dir / f"{name}.{ext}").unlink(missing_ok=True)
     write_classes(out_dir / "classes.txt", dataset.classes)
     result = PackResult(
         out_dir=out_dir, task=dataset.task, classes=dataset.classes,

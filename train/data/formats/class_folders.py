@@ -10,17 +10,24 @@ def looks_like(root: Path) -> bool:
     return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
 
 
-def read(root: Path, classes: list[str] | None, problems: Problems) -> tuple[list[Sample], list[str]]:
-    """One sample per image file; empty class folders are reported and left out of the class list."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def read(root: Path, classes: list[str] | None, problems: Problems,
+         exclude: Path | None = None) -> tuple[list[Sample], list[str]]:
+    """One sample per image file; empty class folders are reported and left out of the class list.
+
+    Files other than images at the top (a README, a previous pack's output) are ignored; `exclude`
+    (the output folder, when it lies inside `root`) is not read.
+    """
+    exclude = exclude.resolve() if exclude is not None and exclude.resolve() != root.resolve() else None
+    inside = lambda p: exclude is not None and (p == exclude or exclude in p.parents)  # noqa: E731
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not inside(p.resolve()))
     for p in sorted(root.iterdir()):
-        if p.is_file() and not p.name.startswith("."):
-            problems.add("outside class folder", p, "files must sit in a folder named after their class; skipped")
+        if is_image_file(p):
+            problems.add("outside class folder", p, "images must sit in a folder named after their class; skipped")
     found: dict[str, list[Path]] = {}
     for folder in folders:
         files = []
         for p in sorted(folder.rglob("*")):
-            if p.is_dir() or p.name.startswith("."):
+            if p.is_dir() or p.name.startswith(".") or inside(p.resolve()):
                 continue
             if is_image_file(p):
                 files.append(p)
