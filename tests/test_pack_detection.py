@@ -4,6 +4,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from PIL import Image
 from gluoncv.data import RecordFileDetection
 
 from magiccards.train.data.labels import parse_detection_label
@@ -123,3 +124,36 @@ def test_auto_detects_each_format(raccoon, tmp_path):
     assert detect_format(tmp_path / "c.json") == "coco"
     assert detect_format(tmp_path / "b.csv") == "csv"
     assert detect_format(tmp_path / "sm") == "sagemaker"
+
+
+def _scene(path, size=(80, 60)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(list(path.name.encode())).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def test_annotation_class_ids_keep_their_order_and_folders_are_forgiven(tmp_path):
+    """SageMaker's documented example: `file` carries the annotator's folder, ids 0..11 without names."""
+    photos, notes = tmp_path / "photos", tmp_path / "sm" / "annotations"
+    notes.mkdir(parents=True)
+    for i in range(12):
+        _scene(photos / f"p{i}.jpg")
+        doc = {"file": f"your_image_directory/p{i}.jpg", "image_size": [{"width": 80, "height": 60, "depth": 3}],
+               "annotations": [{"class_id": 11 - i, "left": 5, "top": 5, "width": 30, "height": 20}]}
+        (notes / f"p{i}.json").write_text(json.dumps(doc))
+    r = pack(tmp_path / "sm", tmp_path / "out", images=photos, val_fraction=0, workers=1, progress=False)
+    assert r.classes == [str(i) for i in range(12)] and r.images["train"] == 12 and "annotation without image" not in r.problems
+    cls_of = {row[-1].split("/")[-1]: float(row[5]) for row in lst_rows(tmp_path / "out" / "train.lst")}
+    assert all(cls_of[f"p{i}.jpg"] == 11 - i for i in range(12))  # class_id stays the class index
+
+
+def test_coco_categories_keep_their_id_order(tmp_path):
+    for name in ("a", "b"):
+        _scene(tmp_path / "images" / f"{name}.jpg")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60},
+                      {"id": 2, "file_name": "b.jpg", "width": 80, "height": 60}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 9, "bbox": [1, 1, 20, 20]},
+                           {"id": 2, "image_id": 2, "category_id": 3, "bbox": [1, 1, 20, 20]}],
+           "categories": [{"id": 3, "name": "zebra"}, {"id": 9, "name": "ant"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(doc))
+    r = pack(tmp_path / "coco.json", tmp_path / "out", val_fraction=0, workers=1, progress=False)
+    assert r.classes == ["zebra", "ant"]

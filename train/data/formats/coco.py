@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..samples import Problems
-from .common import RawImage, RawObject
+from .common import RawImage, RawObject, class_number, find_image
 
 
 def looks_like(path: Path) -> bool:
@@ -47,11 +47,12 @@ def read(json_path: Path, images: Path | None, problems: Problems) -> list[RawIm
         except (KeyError, TypeError, ValueError):
             problems.add("invalid box", where, f"bbox {a.get('bbox')!r} is not [x, y, width, height]")
             continue
-        objects[a["image_id"]].append(RawObject(categories[a["category_id"]], x, y, x + w, y + h))
+        objects[a["image_id"]].append(RawObject(categories[a["category_id"]], x, y, x + w, y + h,
+                                                  class_id=class_number(a["category_id"])))
     out = []
     for image_id, im in entries.items():
         size = (int(im["width"]), int(im["height"])) if im.get("width") and im.get("height") else None
-        path = (images / im["file_name"]).resolve()
+        path = find_image(images, im["file_name"])
         out.append(RawImage(path=path, size=size, objects=objects[image_id],
                             source=f"{json_path}#{im['file_name']}"))
     return out

@@ -15,6 +15,23 @@ class RawObject:
     ymin: float
     xmax: float
     ymax: float
+    class_id: float | None = None  # the annotation's own class number (COCO, SageMaker): it orders the classes
+
+
+def class_number(value) -> float | None:
+    """An annotation's class id as a number, or None when it is not one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def find_image(images: Path, name: str) -> Path:
+    """`images/name`, else `images/<base name>` (annotations often carry the annotator's own folders)."""
+    path = (images / name).resolve()
+    if not path.is_file() and (images / Path(name).name).is_file():
+        return (images / Path(name).name).resolve()
+    return path
 
 
 @dataclasses.dataclass
@@ -62,11 +79,15 @@ def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Prob
     """Turn raw annotations into detection samples.
 
     Class indices follow `classes` when given (objects of other classes are skipped and reported),
-    else the sorted set of names found. Repeated images are merged once; images left without any
-    usable object are skipped and reported.
+    else the names found, in the order of the annotation's own class ids where it has them (COCO
+    category ids, SageMaker class_id), else sorted. Repeated images are merged once; images left
+    without any usable object are skipped and reported.
     """
     if classes is None:
-        classes = sorted({o.name for r in raw for o in r.objects})
+        ids: dict[str, float] = {}
+        for o in (o for r in raw for o in r.objects):
+            ids[o.name] = min(ids.get(o.name, float("inf")), float("inf") if o.class_id is None else o.class_id)
+        classes = sorted(ids, key=lambda name: (ids[name], name))
     index = {name: i for i, name in enumerate(classes)}
     samples: list[Sample] = []
     by_path: dict[Path, RawImage] = {}

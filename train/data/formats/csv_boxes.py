@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..samples import Problems
-from .common import RawImage, RawObject
+from .common import RawImage, RawObject, find_image
 
 COLUMNS = ["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"]
 
@@ -38,6 +38,6 @@ def read(csv_path: Path, images: Path | None, problems: Problems) -> list[RawIma
                 continue
             name = row["filename"].strip()
             if name not in grouped:
-                grouped[name] = RawImage(path=(images / name).resolve(), size=size, objects=[], source=f"{csv_path}#{name}")
+                grouped[name] = RawImage(path=find_image(images, name), size=size, objects=[], source=f"{csv_path}#{name}")
             grouped[name].objects.append(obj)
     return list(grouped.values())

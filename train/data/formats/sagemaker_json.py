@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..samples import Problems
-from .common import RawImage, RawObject
+from .common import RawImage, RawObject, class_number, find_image
 from .voc import annotation_dir, image_dir
 
 
@@ -23,7 +23,11 @@ def looks_like(root: Path) -> bool:
 
 
 def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
-    """Every JSON file of the annotation folder; `categories` give class names (else the class_id)."""
+    """Every JSON file of the annotation folder; `categories` give class names (else the class_id).
+
+    `file` is looked up in the image folder as written, then by its base name (SageMaker's own
+    examples write `your_image_directory/name.jpg`).
+    """
     images = images or image_dir(root)
     out = []
     for p in sorted(annotation_dir(root).glob("*.json")):
@@ -33,10 +37,11 @@ def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
             size = doc["image_size"][0]
             objects = [
                 RawObject(names.get(a["class_id"], str(a["class_id"])), float(a["left"]), float(a["top"]),
-                          float(a["left"]) + float(a["width"]), float(a["top"]) + float(a["height"]))
+                          float(a["left"]) + float(a["width"]), float(a["top"]) + float(a["height"]),
+                          class_id=class_number(a["class_id"]))
                 for a in doc["annotations"]
             ]
-            out.append(RawImage(path=(images / doc["file"]).resolve(),
+            out.append(RawImage(path=find_image(images, doc["file"]),
                                 size=(int(size["width"]), int(size["height"])), objects=objects, source=str(p)))
         except (ValueError, KeyError, TypeError, IndexError) as e:
             problems.add("corrupt annotation", p, f"not a SageMaker annotation ({type(e).__name__}: {e}); skipped")
