@@ -12,7 +12,8 @@ def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render a synthetic card dataset",
                        description="Render procedural Magic-like cards on varied backgrounds.")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--task", choices=("classification", "detection"), default="classification")
+    p.add_argument("--task", choices=("classification", "detection"), default="classification",
+                   help="one card per photo in class folders, or scenes of cards with VOC boxes (default classification)")
     p.add_argument("--count", type=int, default=500, help="number of images (default 500)")
     p.add_argument("--classes", default="6",
                    help="number of classes, or comma-separated class names (default 6)")
@@ -20,7 +21,7 @@ def _add_synth(sub) -> None:
                    help="image side in pixels (default 256 for classification, 512 for detection)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real photos used as backgrounds")
     p.add_argument("--max-cards", type=int, default=4, help="most cards per detection scene (default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="same seed, same images, whatever --workers (default 0)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.set_defaults(func=_run_synth)
 
@@ -31,11 +32,12 @@ def _add_pack(sub) -> None:
                                    "annotations (detection) into train and validation RecordIO files.")
     p.add_argument("input", type=Path, help="dataset folder, COCO .json or boxes .csv")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "csv"))
+    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "csv"),
+                   help="input layout (default: recognised from the input)")
     p.add_argument("--images", type=Path, default=None, help="image folder, when not the default beside the annotations")
     p.add_argument("--classes", type=Path, default=None, help="classes.txt fixing class names and order")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (default 0.2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     p.add_argument("--resize", type=int, default=None, help="shrink so the shorter side is this many pixels")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality when re-encoding (default 95)")
     p.add_argument("--pass-through", action="store_true", help="store the original JPEG bytes unchanged")
