@@ -49,10 +49,10 @@ demo: install
 	rm -rf $(DEMO)
 	$(BIN)/magiccards synth $(DEMO)/cards --task classification --count 600 --classes 6 --seed 1
 	$(BIN)/magiccards pack $(DEMO)/cards $(DEMO)/cards-rec --resize 224
-	$(BIN)/magiccards inspect $(DEMO)/cards-rec/train.rec --sheet $(DEMO)/cards-train.png
+	$(BIN)/magiccards inspect $(DEMO)/cards-rec/train.rec --sheet $(DEMO)/cards-train.png --charts $(DEMO)/cards-stats.png
 	$(BIN)/magiccards synth $(DEMO)/scenes --task detection --count 1600 --classes 6 --seed 1
 	$(BIN)/magiccards pack $(DEMO)/scenes $(DEMO)/scenes-rec
-	$(BIN)/magiccards inspect $(DEMO)/scenes-rec/train.rec --sheet $(DEMO)/scenes-train.png
+	$(BIN)/magiccards inspect $(DEMO)/scenes-rec/train.rec --sheet $(DEMO)/scenes-train.png --charts $(DEMO)/scenes-stats.png
 	@if docker info >/dev/null 2>&1; then \
 		echo "Docker answers: training the classifier inside the image $(IMAGE), as SageMaker would"; \
 		$(MAKE) --no-print-directory image; \
@@ -69,7 +69,7 @@ demo: install
 		--image_shape 256 --epochs 3 --lr_scheduler_step 2 --mini_batch_size 16 --optimizer adam \
 		--learning_rate 0.002 --augmentation_type none --use_pretrained_model 0 2>&1 \
 		| grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
-	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png;" \
+	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data"
 
 bench-pack: install

@@ -51,6 +51,8 @@ def _add_inspect(sub) -> None:
     p.add_argument("--classes", type=Path, default=None, help="classes.txt (default: the one beside the .rec)")
     p.add_argument("--sheet", type=Path, default=None, help="contact sheet PNG (default: FILE.sheet.png)")
     p.add_argument("--samples", type=int, default=24, help="images on the contact sheet (default 24)")
+    p.add_argument("--charts", type=Path, default=None,
+                   help="PNG of class balance, image sizes, box sizes and centres (default: FILE.stats.png)")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_run_inspect)
 
@@ -181,7 +183,7 @@ def _run_pack(args) -> int:
 def _run_inspect(args) -> int:
     import json
     from .train.data.inspect import inspect_rec, format_stats
-    stats = inspect_rec(args.rec, classes=args.classes, sheet=args.sheet, samples=args.samples)
+    stats = inspect_rec(args.rec, classes=args.classes, sheet=args.sheet, samples=args.samples, charts=args.charts)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 

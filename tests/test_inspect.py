@@ -19,6 +19,8 @@ def test_classification_stats_and_sheet(card_folders, tmp_path):
     assert stats["image_size"]["most_common"] == "96x96"
     sheet = Image.open(stats["sheet"])
     assert sheet.format == "PNG" and sheet.size == (6 * 192, 2 * 192)
+    charts = Image.open(tmp_path / "train.stats.png")  # two panels: class balance, image sizes
+    assert charts.format == "PNG" and charts.width == 840 and stats["charts"] == str(tmp_path / "train.stats.png")
 
 
 def test_detection_stats_match_the_annotations(raccoon, tmp_path):
@@ -30,6 +32,20 @@ def test_detection_stats_match_the_annotations(raccoon, tmp_path):
     assert b["total"] == r.counts["train"]["raccoon"] and 1 <= b["per_image_mean"] < 2
     assert 0 < b["relative_area"]["min"] < b["relative_area"]["mean"] < b["relative_area"]["max"] <= 1
     assert Image.open(tmp_path / "s.png").size == (6 * 192, 192)
+    assert Image.open(tmp_path / "train.stats.png").width == 1680  # four panels: + box sizes, box centres
+
+
+def test_records_without_objects(tmp_path):
+    import mxnet as mx
+    import numpy as np
+    ok, jpeg = __import__("cv2").imencode(".jpg", np.zeros((30, 40, 3), np.uint8))
+    writer = mx.recordio.MXRecordIO(str(tmp_path / "neg.rec"), "w")
+    for i in range(3):  # what im2rec writes for an image listed with no object
+        writer.write(mx.recordio.pack(mx.recordio.IRHeader(4, [4, 5, 40, 30], i, 0), jpeg.tobytes()))
+    writer.close()
+    stats = inspect_rec(tmp_path / "neg.rec", samples=3, progress=False)
+    assert stats["task"] == "detection" and stats["boxes"] == {"total": 0, "per_image_mean": 0.0, "per_image_max": 0}
+    assert Image.open(stats["charts"]).width == 1680 and Image.open(stats["sheet"]).size == (3 * 192, 192)
 
 
 def test_classes_without_records_are_listed_with_zero(card_scenes, tmp_path):

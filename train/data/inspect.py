@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from ..errors import DataError
+from .charts import draw_stats
 from .labels import parse_detection_label
 from .readers import raw_records
 from .samples import read_classes
@@ -28,8 +29,9 @@ def read_records(rec: Path):
 
 
 def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = None, samples: int = 24,
-                progress: bool = True) -> dict:
-    """Statistics of a .rec; draws `samples` evenly spaced records to `sheet` (default FILE.sheet.png)."""
+                charts: Path | None = None, progress: bool = True) -> dict:
+    """Statistics of a .rec; draws `samples` evenly spaced records to `sheet` (default FILE.sheet.png)
+    and the statistics as charts to `charts` (default FILE.stats.png)."""
     rec = Path(rec)
     if not rec.is_file():
         raise DataError(f"{rec} does not exist")
@@ -53,7 +55,7 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
                            "most_common": "x".join(map(str, Counter(sizes).most_common(1)[0][0]))}
     label_of = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
     every_class = lambda counts: {label_of(c): counts.get(c, 0) for c in sorted(set(range(len(names))) | set(counts))}  # noqa: E731
-    objects = []
+    objects, corners = [], None
     if task == "classification":
         per_class = Counter(int(np.asarray(h.label).ravel()[0]) for h in headers)
         stats["images_per_class"] = every_class(per_class)
@@ -61,16 +63,20 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
         for h in headers:
             objects.append(parse_detection_label(h.label)[1])
         allobj = np.concatenate(objects)
+        corners = allobj[:, 1:5]
         per_class = Counter(int(c) for c in allobj[:, 0])
         bw, bh = allobj[:, 3] - allobj[:, 1], allobj[:, 4] - allobj[:, 2]
         counts = np.array([len(o) for o in objects])
         stats["objects_per_class"] = every_class(per_class)
-        stats["boxes"] = {
-            "total": int(len(allobj)), "per_image_mean": round(float(counts.mean()), 3),
-            "per_image_max": int(counts.max()),
-            "relative_width": _summary(bw), "relative_height": _summary(bh),
-            "relative_area": _summary(bw * bh), "aspect_w_over_h": _summary(bw / np.maximum(bh, 1e-6)),
-        }
+        stats["boxes"] = {"total": int(len(allobj)), "per_image_mean": round(float(counts.mean()), 3),
+                          "per_image_max": int(counts.max())}
+        if len(allobj):  # im2rec can store images without objects
+            stats["boxes"].update(relative_width=_summary(bw), relative_height=_summary(bh), relative_area=_summary(bw * bh),
+                                  aspect_w_over_h=_summary(bw / np.maximum(bh, 1e-6)))
+    charts = Path(charts) if charts else rec.with_suffix(".stats.png")
+    per = stats.get("images_per_class") or stats["objects_per_class"]
+    draw_stats(charts, per, "images" if task == "classification" else "objects", np.array(sizes), corners)
+    stats["charts"] = str(charts)
     if samples:
         sheet = Path(sheet) if sheet else rec.with_suffix(".sheet.png")
         picks = np.unique(np.linspace(0, len(headers) - 1, min(samples, len(headers))).astype(int))
@@ -133,8 +139,11 @@ def format_stats(stats: dict) -> str:
         b = stats["boxes"]
         lines.append(f"boxes: {b['total']} ({b['per_image_mean']} per image, at most {b['per_image_max']})")
         for key in ("relative_width", "relative_height", "relative_area", "aspect_w_over_h"):
+            if key not in b:
+                continue
             v = b[key]
             lines.append(f"  {key:<16} min {v['min']:<8} mean {v['mean']:<8} max {v['max']}")
+    lines.append(f"charts: {stats['charts']}")
     if "sheet" in stats:
         lines.append(f"contact sheet: {stats['sheet']}")
     return "\n".join(lines)
