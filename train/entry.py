@@ -202,22 +202,23 @@ def _pipe_hooks(pipes: dict, train, val) -> dict:
     """Read the next Pipe-mode pass before each epoch and validation after the first of each."""
     hooks = {}
     if "train" in pipes:
-        started = []
-
-        def before_epoch(epoch: int) -> None:
-            if started:
-                next_pass(pipes["train"], train.dataset)
-            started.append(epoch)
-        hooks["before_epoch"] = before_epoch
+        hooks["before_epoch"] = _NextPass(pipes["train"], train.dataset)
     if "validation" in pipes:
-        evaluated = []
-
-        def before_evaluate() -> None:
-            if evaluated:
-                next_pass(pipes["validation"], val.dataset)
-            evaluated.append(True)
-        hooks["before_evaluate"] = before_evaluate
+        hooks["before_evaluate"] = _NextPass(pipes["validation"], val.dataset)
     return hooks
+
+
+class _NextPass:
+    """A hook that reads a channel's next Pipe-mode pass into `dataset` on every call but the first
+    (the first pass was read before training started)."""
+
+    def __init__(self, pipe, dataset):
+        self.pipe, self.dataset, self.calls = pipe, dataset, 0
+
+    def __call__(self, *_) -> None:
+        if self.calls:
+            next_pass(self.pipe, self.dataset)
+        self.calls += 1
 
 
 def _periodic_export(hp, net, model_dir: Path):
