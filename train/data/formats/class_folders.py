@@ -17,9 +17,10 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
     Files other than images at the top (a README, a previous pack's output) are ignored; `exclude`
     (the output folder, when it lies inside `root`) is not read.
     """
-    exclude = exclude.resolve() if exclude is not None and exclude.resolve() != root.resolve() else None
-    inside = lambda p: exclude is not None and (p == exclude or exclude in p.parents)  # noqa: E731
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not inside(p.resolve()))
+    exclude = exclude.resolve() if exclude is not None else None
+    exclude = exclude if exclude is not None and root.resolve() in exclude.parents else None  # strictly inside
+    inside = lambda p: exclude is not None and (p.resolve() == exclude or exclude in p.resolve().parents)  # noqa: E731
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not inside(p))
     for p in sorted(root.iterdir()):
         if is_image_file(p):
             problems.add("outside class folder", p, "images must sit in a folder named after their class; skipped")
@@ -27,7 +28,7 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
     for folder in folders:
         files = []
         for p in sorted(folder.rglob("*")):
-            if p.is_dir() or p.name.startswith(".") or inside(p.resolve()):
+            if p.is_dir() or p.name.startswith(".") or inside(p):
                 continue
             if is_image_file(p):
                 files.append(p)
