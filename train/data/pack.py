@@ -153,11 +153,8 @@ def _encoded(jobs, options: EncodeOptions, workers: int | None):
     if workers == 1:
         yield map(_encode_job, work)
         return
-    pool = workers_pool(workers, initializer=_init_worker)
-    try:
-        yield pool.imap(_encode_job, work, chunksize=8)
-    finally:
-        pool.terminate()
+    with workers_pool(workers, initializer=_init_worker) as pool:
+        yield pool.map(_encode_job, work, chunksize=8)
 
 
 def _write_all(jobs, results, writers, dataset: Dataset, progress: bool) -> int:

@@ -190,7 +190,8 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
                 bar.update()
         else:
             with workers_pool(workers, initializer=_init, initargs=(job,)) as pool:
-                for n in pool.imap_unordered(_render_index, range(count), chunksize=max(1, min(64, count // (workers * 8)))):
+                chunk = max(1, min(64, count // (workers * 8)))
+                for n in pool.map(_render_index, range(count), ordered=False, chunksize=chunk):
                     objects += n
                     bar.update()
     return SynthResult(out_dir, names, count, objects, time.perf_counter() - started)
