@@ -78,6 +78,7 @@ def test_file_names_that_would_break_a_lst_row_are_skipped(tmp_path):
     _jpeg(root / "class1" / "line\nbreak.jpg")
     r = run_cli("pack", root, tmp_path / "out", "--val-fraction", "0")
     assert r.returncode == 0 and "unusable file name: class0/tab\\there.jpg" in r.stderr
+    assert "2 problem(s); 2 image(s) skipped" in r.stderr
     rows = [line.split("\t") for line in (tmp_path / "out" / "train.lst").read_text().splitlines()]
     assert len(rows) == 8 and all(len(row) == 3 for row in rows)
 
@@ -119,6 +120,14 @@ def test_empty_class_folder_is_reported_and_left_out(tmp_path):
     r = pack(root, tmp_path / "out", val_fraction=0, workers=1, progress=False)
     assert r.classes == ["class0", "class1"]
     assert "empty class" in _kinds(tmp_path / "out")
+
+
+def test_class_folder_not_in_the_given_classes_is_skipped_and_counted(tmp_path):
+    root = _classes(tmp_path, n=3)
+    (tmp_path / "classes.txt").write_text("class1\nclass0\n")
+    r = pack(root, tmp_path / "out", classes=tmp_path / "classes.txt", val_fraction=0, workers=1, progress=False)
+    assert r.classes == ["class1", "class0"] and r.images["train"] == 8 and r.skipped == 4
+    assert r.problems == {"unknown class": 1}
 
 
 def test_duplicate_images_are_packed_once(tmp_path):
@@ -171,7 +180,7 @@ def test_unknown_classes_orphans_and_missing_images(tmp_path):
     voc.write(root / "annotations" / "ghost.xml", "ghost.jpg", 10, 10, [("card", 1, 1, 5, 5)])  # no image
     (tmp_path / "classes.txt").write_text("card\n")
     r = pack(root, tmp_path / "out", classes=tmp_path / "classes.txt", val_fraction=0, workers=1, progress=False)
-    assert r.images["train"] == 1
+    assert r.images["train"] == 1 and r.skipped == 2  # bb.jpg (no known object) and lonely.jpg
     kinds = _kinds(tmp_path / "out")
     assert {"unknown class", "no objects", "image without annotation", "annotation without image"} <= kinds
 

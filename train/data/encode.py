@@ -49,7 +49,7 @@ def encode(sample: Sample, options: EncodeOptions) -> Encoded:
     try:
         raw = sample.path.read_bytes()
     except OSError as e:
-        problems.add("unreadable file", sample.rel, f"{e.strerror or e}; skipped")
+        problems.add("unreadable file", sample.rel, f"{e.strerror or e}; skipped", images=1)
         return Encoded(None, "", problems=problems.items)
     digest = hashlib.sha1(raw).hexdigest()
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # some libraries (e.g. gluoncv) set it True on import
@@ -58,7 +58,7 @@ def encode(sample: Sample, options: EncodeOptions) -> Encoded:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return _encode(raw, digest, sample, options, problems)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        problems.add("corrupt image", sample.rel, f"{_decode_failure(raw, e)}; skipped")
+        problems.add("corrupt image", sample.rel, f"{_decode_failure(raw, e)}; skipped", images=1)
         return Encoded(None, digest, problems=problems.items)
 
 
@@ -101,7 +101,7 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
         data, stored = _resize_encode(np.asarray(img), target, options.quality)
     boxes = _normalised_boxes(sample, (width, height), problems) if sample.is_detection else None
     if boxes is not None and len(boxes) == 0:
-        problems.add("no objects", sample.rel, "no usable object is left in this image; image skipped")
+        problems.add("no objects", sample.rel, "no usable object is left in this image; image skipped", images=1)
         return Encoded(None, digest, problems=problems.items)
     return Encoded(data, digest, stored, (width, height), boxes, problems.items)
 

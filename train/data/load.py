@@ -86,7 +86,7 @@ def _listable(samples: list[Sample], problems: Problems) -> list[Sample]:
     for s in samples:
         if any(c in s.rel for c in "\t\n\r"):
             problems.add("unusable file name", repr(s.rel)[1:-1],
-                         "a tab or line break in the path cannot be stored in a .lst file; rename it; skipped")
+                         "a tab or line break in the path cannot be stored in a .lst file; rename it; skipped", images=1)
         else:
             kept.append(s)
     return kept

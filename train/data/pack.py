@@ -39,7 +39,7 @@ class PackResult:
     images: dict[str, int]  # split -> images written
     counts: dict[str, dict[str, int]]  # split -> class name -> images (classification) or objects (detection)
     problems: dict[str, int]
-    skipped: int
+    skipped: int  # image files found in the input but not packed
     seconds: float
 
 
@@ -118,7 +118,7 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
     try:
         with _encoded(jobs, options, workers) as results:
             writers = {name: _SplitWriter(out_dir, name) for name in SPLITS if name == "train" or val}
-            skipped = _write_all(jobs, results, writers, dataset, progress)
+            _write_all(jobs, results, writers, dataset, progress)
         for w in writers.values():
             w.close()
         empty = [name for name, w in writers.items() if w.count == 0]
@@ -140,7 +140,7 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         out_dir=out_dir, task=dataset.task, classes=dataset.classes,
         images={n: w.count for n, w in writers.items()},
         counts={n: {dataset.classes[c]: k for c, k in sorted(w.per_class.items())} for n, w in writers.items()},
-        problems=dataset.problems.counts(), skipped=skipped, seconds=time.perf_counter() - started)
+        problems=dataset.problems.counts(), skipped=dataset.problems.skipped_images(), seconds=time.perf_counter() - started)
     _write_report(result, dataset, out_dir)
     return result
 
@@ -157,23 +157,19 @@ def _encoded(jobs, options: EncodeOptions, workers: int | None):
         yield pool.map(_encode_job, work, chunksize=8)
 
 
-def _write_all(jobs, results, writers, dataset: Dataset, progress: bool) -> int:
-    """Write each encoded image to its split; return how many images were skipped."""
+def _write_all(jobs, results, writers, dataset: Dataset, progress: bool) -> None:
+    """Write each encoded image to its split; the others are in `dataset.problems`."""
     seen: dict[str, str] = {}
-    skipped = 0
     with tqdm(total=len(jobs), unit="img", desc="pack", disable=not progress) as bar:
         for (split_name, sample), enc in zip(jobs, results):
             dataset.problems.extend(enc.problems)
             if enc.data is not None and enc.digest in seen:
-                dataset.problems.add("duplicate image", sample.rel, f"same bytes as {seen[enc.digest]}; skipped")
+                dataset.problems.add("duplicate image", sample.rel, f"same bytes as {seen[enc.digest]}; skipped", images=1)
                 enc.data = None
-            if enc.data is None:
-                skipped += 1
-            else:
+            if enc.data is not None:
                 seen[enc.digest] = sample.rel
                 writers[split_name].write(sample, enc)
             bar.update()
-    return skipped
 
 
 def _write_report(result: PackResult, dataset: Dataset, out_dir: Path) -> None:

@@ -47,6 +47,7 @@ class Problem:
     kind: str
     item: str
     reason: str
+    images: int = 0  # image files this problem kept out of the pack
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.item}: {self.reason}"
@@ -58,11 +59,15 @@ class Problems:
     def __init__(self) -> None:
         self.items: list[Problem] = []
 
-    def add(self, kind: str, item: str | Path, reason: str) -> None:
-        self.items.append(Problem(kind, str(item), reason))
+    def add(self, kind: str, item: str | Path, reason: str, images: int = 0) -> None:
+        """Record a problem; `images` is how many image files it keeps out of the pack."""
+        self.items.append(Problem(kind, str(item), reason, images))
 
     def extend(self, problems: list[Problem]) -> None:
         self.items.extend(problems)
+
+    def skipped_images(self) -> int:
+        return sum(p.images for p in self.items)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(p.kind for p in self.items))

@@ -23,7 +23,7 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not inside(p))
     for p in sorted(root.iterdir()):
         if is_image_file(p):
-            problems.add("outside class folder", p, "images must sit in a folder named after their class; skipped")
+            problems.add("outside class folder", p, "images must sit in a folder named after their class; skipped", images=1)
     found: dict[str, list[Path]] = {}
     for folder in folders:
         files = []
@@ -46,6 +46,7 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
                 problems.add("empty class", root / name, "no image for this class; its index stays reserved")
         for name in found:
             if name not in classes:
-                problems.add("unknown class", root / name, f"folder is not one of the given classes {classes}; skipped")
+                problems.add("unknown class", root / name, f"folder is not one of the given classes {classes}; skipped",
+                             images=len(found[name]))
     samples = [Sample(path=p.resolve(), rel="", label=i) for i, name in enumerate(classes) for p in found.get(name, [])]
     return samples, classes

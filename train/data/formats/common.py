@@ -109,7 +109,7 @@ def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Prob
         if r.size is not None:
             boxes = clean_boxes(boxes, r.size[0], r.size[1], r.source, problems)
         if not boxes:
-            problems.add("no objects", r.source, "no usable object is left in this image; image skipped")
+            problems.add("no objects", r.source, "no usable object is left in this image; image skipped", images=1)
             continue
         samples.append(Sample(path=r.path, rel="", boxes=boxes, size=r.size))
     return samples, classes
@@ -121,7 +121,7 @@ def report_orphans(image_dir: Path, annotated: set[Path], problems: Problems) ->
         return
     for p in sorted(image_dir.rglob("*")):
         if is_image_file(p) and p.resolve() not in annotated:
-            problems.add("image without annotation", p, "no annotation mentions this image; skipped")
+            problems.add("image without annotation", p, "no annotation mentions this image; skipped", images=1)
 
 
 def set_relative_paths(samples: list[Sample], root: Path) -> None:
