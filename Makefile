@@ -12,7 +12,7 @@ BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
 DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_shape 3,64,64 --epochs 8 \
-	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --augmentation_type crop
+	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
 .PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image clean
