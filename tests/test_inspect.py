@@ -19,6 +19,11 @@ def test_classification_stats_and_sheet(card_folders, tmp_path):
     assert stats["image_size"]["most_common"] == "96x96"
     sheet = Image.open(stats["sheet"])
     assert sheet.format == "PNG" and sheet.size == (6 * 192, 2 * 192)
+    bare = tmp_path / "bare"  # the same records without an .idx: the sheet is drawn from a second read
+    bare.mkdir()
+    (bare / "train.rec").write_bytes((tmp_path / "train.rec").read_bytes())
+    inspect_rec(bare / "train.rec", classes=tmp_path / "classes.txt", samples=10, progress=False)
+    assert (bare / "train.sheet.png").read_bytes() == (tmp_path / "train.sheet.png").read_bytes()
     charts = Image.open(tmp_path / "train.stats.png")  # two panels: class balance, image sizes
     assert charts.format == "PNG" and charts.width == 840 and stats["charts"] == str(tmp_path / "train.stats.png")
 

@@ -80,11 +80,26 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
     if samples:
         sheet = Path(sheet) if sheet else rec.with_suffix(".sheet.png")
         picks = np.unique(np.linspace(0, len(headers) - 1, min(samples, len(headers))).astype(int))
-        wanted = set(picks.tolist())
-        thumbs = [data for i, (_, data) in enumerate(read_records(rec)) if i in wanted]
+        thumbs = _record_bytes(rec, picks.tolist(), len(headers))
         draw_sheet(sheet, thumbs, [headers[i] for i in picks], [objects[i] if objects else None for i in picks], label_of)
         stats["sheet"] = str(sheet)
     return stats
+
+
+def _record_bytes(rec: Path, picks: list[int], total: int) -> list[bytes]:
+    """The image bytes of records number `picks` (in file order): through the .idx when it lists
+    every record, else by reading the file once more."""
+    idx = rec.with_suffix(".idx")
+    if idx.is_file():
+        reader = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
+        try:
+            keys = sorted(reader.keys, key=lambda k: reader.idx[k])
+            if len(keys) == total:
+                return [mx.recordio.unpack(reader.read_idx(keys[i]))[1] for i in picks]
+        finally:
+            reader.close()
+    wanted = set(picks)
+    return [data for i, (_, data) in enumerate(read_records(rec)) if i in wanted]
 
 
 def _summary(values: np.ndarray) -> dict:
