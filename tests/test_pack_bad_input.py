@@ -235,6 +235,10 @@ def test_missing_or_unknown_input(tmp_path):
     (tmp_path / "empty").mkdir()
     r = run_cli("pack", tmp_path / "empty", tmp_path / "out")
     assert r.returncode == 1 and "cannot tell the dataset layout" in r.stderr
+    _jpeg(tmp_path / "flat" / "a.jpg")
+    _jpeg(tmp_path / "flat" / "b.jpg")
+    r = run_cli("pack", tmp_path / "flat", tmp_path / "out")
+    assert r.returncode == 1 and "holds 2 image(s) but no class folders or annotations" in r.stderr
 
 
 def test_single_class_classification_is_fatal(tmp_path):

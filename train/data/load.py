@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import DataError
 from .formats import class_folders, coco, csv_boxes, sagemaker_json, voc
 from .formats.common import index_classes, report_orphans, set_relative_paths
-from .samples import Problems, Sample, read_classes
+from .samples import Problems, Sample, is_image_file, read_classes
 
 FORMATS = ("auto", "folders", "voc", "coco", "sagemaker", "csv")
 
@@ -33,6 +33,11 @@ def detect_format(path: Path) -> str:
         return "sagemaker"
     if class_folders.looks_like(path):
         return "folders"
+    loose = sum(1 for p in path.iterdir() if is_image_file(p)) if path.is_dir() else 0
+    if loose:
+        raise DataError(f"{path} holds {loose} image(s) but no class folders or annotations: put each class's images "
+                        f"in {path}/<class name>/ (classification), or add Pascal VOC, COCO, SageMaker JSON or CSV "
+                        "annotations (detection)")
     raise DataError(
         f"cannot tell the dataset layout of {path}: expected class folders (DIR/<class>/*.jpg), "
         "Pascal VOC (DIR/annotations/*.xml), a COCO .json file, SageMaker JSON (DIR/annotations/*.json) "
