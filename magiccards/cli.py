@@ -28,11 +28,11 @@ def _add_synth(sub) -> None:
 
 def _add_pack(sub) -> None:
     p = sub.add_parser("pack", help="pack a dataset into im2rec-compatible .lst/.rec/.idx",
-                       description="Pack class folders (classification) or VOC / COCO / SageMaker JSON / CSV "
+                       description="Pack class folders (classification) or VOC / COCO / SageMaker JSON / Ground Truth manifest / CSV "
                                    "annotations (detection) into train and validation RecordIO files.")
-    p.add_argument("input", type=Path, help="dataset folder, COCO .json or boxes .csv")
+    p.add_argument("input", type=Path, help="dataset folder, COCO .json, Ground Truth .manifest or boxes .csv")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "csv"),
+    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "manifest", "csv"),
                    help="input layout (default: recognised from the input)")
     p.add_argument("--images", type=Path, default=None, help="image folder, when not the default beside the annotations")
     p.add_argument("--classes", type=Path, default=None, help="classes.txt fixing class names and order")

@@ -241,6 +241,30 @@ def test_missing_or_unknown_input(tmp_path):
     assert r.returncode == 1 and "holds 2 image(s) but no class folders or annotations" in r.stderr
 
 
+@pytest.mark.parametrize("fmt, input_name, message", [
+    ("coco", "in", "--format coco reads a COCO .json file"),
+    ("csv", "in", "--format csv reads a .csv file of boxes"),
+    ("manifest", "in", "--format manifest reads a Ground Truth .manifest file"),
+    ("voc", "noise.csv", "--format voc reads a folder"),
+    ("auto", "noise.csv", "is not a UTF-8 text file"),
+    ("manifest", "noise.csv", "holds no line with a Ground Truth"),
+])
+def test_input_that_does_not_fit_the_format(tmp_path, fmt, input_name, message):
+    _classes(tmp_path)
+    (tmp_path / "noise.csv").write_bytes(bytes(range(256)) * 4)
+    r = run_cli("pack", tmp_path / input_name, tmp_path / "out", "--format", fmt)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_or_binary_class_list(tmp_path):
+    root = _classes(tmp_path)
+    r = run_cli("pack", root, tmp_path / "out", "--classes", tmp_path / "nothere.txt")
+    assert r.returncode == 1 and "class list" in r.stderr and "does not exist" in r.stderr
+    (tmp_path / "binary.txt").write_bytes(bytes(range(128, 256)))
+    r = run_cli("pack", root, tmp_path / "out", "--classes", tmp_path / "binary.txt")
+    assert r.returncode == 1 and "cannot be read as text" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_single_class_classification_is_fatal(tmp_path):
     root = _classes(tmp_path, n=1)
     with pytest.raises(DataError, match="at least 2 classes"):

@@ -81,8 +81,21 @@ def _write_sagemaker(raccoon, folder):
         (folder / f"{x.stem}.json").write_text(json.dumps(doc))
 
 
-def _write_csv(raccoon, path):
-    with open(path, "w", newline="") as f:
+def _write_manifest(raccoon, path):
+    """A Ground Truth bounding-box job's output: images named by their S3 URI."""
+    with open(path, "w") as f:
+        for x, size, objs in _raccoon_subset(raccoon):
+            line = {"source-ref": f"s3://my-bucket/raccoons/{x.stem}.jpg",
+                    "boxes": {"image_size": [{"width": size[0], "height": size[1], "depth": 3}],
+                              "annotations": [{"class_id": 0, "left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0}
+                                              for _, x0, y0, x1, y1 in objs]},
+                    "boxes-metadata": {"class-map": {"0": "raccoon"}, "type": "groundtruth/object-detection",
+                                       "human-annotated": "yes", "job-name": "labeling-job/raccoons"}}
+            f.write(json.dumps(line) + "\n")
+
+
+def _write_csv(raccoon, path, encoding="utf-8"):
+    with open(path, "w", newline="", encoding=encoding) as f:
         w = csv.writer(f)
         w.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
         for x, size, objs in _raccoon_subset(raccoon):
@@ -90,7 +103,7 @@ def _write_csv(raccoon, path):
                 w.writerow([x.stem + ".jpg", *size, name, *box])
 
 
-@pytest.mark.parametrize("fmt", ["coco", "sagemaker", "csv"])
+@pytest.mark.parametrize("fmt", ["coco", "sagemaker", "manifest", "csv", "csv-with-bom"])
 def test_other_formats_give_the_same_records_as_voc(raccoon, tmp_path, fmt):
     voc_dir = tmp_path / "voc"
     (voc_dir / "annotations").mkdir(parents=True)
@@ -103,11 +116,14 @@ def test_other_formats_give_the_same_records_as_voc(raccoon, tmp_path, fmt):
     elif fmt == "sagemaker":
         src = tmp_path / "sm"
         _write_sagemaker(raccoon, src)
-    else:
+    elif fmt == "manifest":
+        src = tmp_path / "output.manifest"
+        _write_manifest(raccoon, src)
+    else:  # a spreadsheet's "CSV UTF-8" starts with a byte-order mark
         src = tmp_path / "boxes.csv"
-        _write_csv(raccoon, src)
+        _write_csv(raccoon, src, encoding="utf-8-sig" if fmt == "csv-with-bom" else "utf-8")
     ref = pack(voc_dir, tmp_path / "ref", images=images, val_fraction=0, workers=1, progress=False)
-    got = pack(src, tmp_path / "got", images=images, fmt=fmt, val_fraction=0, workers=1, progress=False)
+    got = pack(src, tmp_path / "got", images=images, val_fraction=0, workers=1, progress=False)  # layout recognised
     assert got.classes == ref.classes == ["raccoon"]
     assert got.images == ref.images
     want = {row[-1].split("/")[-1]: row[1:-1] for row in lst_rows(tmp_path / "ref" / "train.lst")}
@@ -120,6 +136,8 @@ def test_auto_detects_each_format(raccoon, tmp_path):
     _write_coco(raccoon, tmp_path / "c.json")
     _write_csv(raccoon, tmp_path / "b.csv")
     _write_sagemaker(raccoon, tmp_path / "sm")
+    _write_manifest(raccoon, tmp_path / "output.manifest")
+    assert detect_format(tmp_path / "output.manifest") == "manifest"
     assert detect_format(raccoon) == "voc"
     assert detect_format(tmp_path / "c.json") == "coco"
     assert detect_format(tmp_path / "b.csv") == "csv"
@@ -157,3 +175,27 @@ def test_coco_categories_keep_their_id_order(tmp_path):
     (tmp_path / "coco.json").write_text(json.dumps(doc))
     r = pack(tmp_path / "coco.json", tmp_path / "out", val_fraction=0, workers=1, progress=False)
     assert r.classes == ["zebra", "ant"]
+
+
+def test_ground_truth_classification_manifest(card_folders, tmp_path):
+    """An image-classification labelling job's output manifest packs like the same images in class folders."""
+    folders = pack(card_folders, tmp_path / "folders", val_fraction=0, workers=1, progress=False)
+    names = folders.classes[::-1]  # the job numbered the classes the other way round
+    with open(tmp_path / "labels.manifest", "w") as f:
+        for image in sorted(card_folders.rglob("*.jpg")):
+            cls = names.index(image.parent.name)
+            f.write(json.dumps({"source-ref": f"s3://bucket/cards/{image.name}", "card": cls,
+                                "card-metadata": {"class-name": image.parent.name, "confidence": 0.95,
+                                                  "type": "groundtruth/image-classification"}}) + "\n")
+        f.write(json.dumps({"source-ref": "s3://bucket/cards/unlabelled.jpg"}) + "\n")
+        f.write("{not json\n")
+    images = tmp_path / "all"
+    images.mkdir()
+    for image in card_folders.rglob("*.jpg"):
+        (images / image.name).symlink_to(image)
+    r = pack(tmp_path / "labels.manifest", tmp_path / "manifest", images=images, val_fraction=0, workers=1, progress=False)
+    assert r.task == "classification" and r.classes == names
+    assert r.images == folders.images and r.counts == folders.counts
+    assert r.problems == {"unlabelled line": 1, "corrupt annotation": 1}
+    by_name = {row[-1].split("/")[-1]: float(row[1]) for row in lst_rows(tmp_path / "manifest" / "train.lst")}
+    assert all(by_name[image.name] == names.index(image.parent.name) for image in card_folders.rglob("*.jpg"))

@@ -36,7 +36,7 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
     if not rec.is_file():
         raise DataError(f"{rec} does not exist")
     names_file = Path(classes) if classes else rec.with_name("classes.txt")
-    names = read_classes(names_file) if names_file.is_file() else []
+    names = read_classes(names_file) if classes or names_file.is_file() else []
     headers, sizes = [], []  # image bytes are not kept: a .rec can be far larger than memory
     for i, (header, data) in enumerate(tqdm(read_records(rec), desc="inspect", unit="rec", disable=not progress)):
         try:

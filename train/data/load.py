@@ -5,11 +5,12 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import DataError
-from .formats import class_folders, coco, csv_boxes, sagemaker_json, voc
+from .formats import class_folders, coco, csv_boxes, ground_truth, sagemaker_json, voc
 from .formats.common import index_classes, report_orphans, set_relative_paths
 from .samples import Problems, Sample, is_image_file, read_classes
 
-FORMATS = ("auto", "folders", "voc", "coco", "sagemaker", "csv")
+FORMATS = ("auto", "folders", "voc", "coco", "sagemaker", "manifest", "csv")
+FILE_FORMATS = {"coco": "a COCO .json file", "manifest": "a Ground Truth .manifest file", "csv": "a .csv file of boxes"}
 
 
 @dataclasses.dataclass
@@ -23,6 +24,8 @@ class Dataset:
 
 def detect_format(path: Path) -> str:
     """Guess the layout of `path`; raises DataError naming the layouts it knows."""
+    if ground_truth.looks_like(path):
+        return "manifest"
     if coco.looks_like(path):
         return "coco"
     if csv_boxes.looks_like(path):
@@ -41,7 +44,7 @@ def detect_format(path: Path) -> str:
     raise DataError(
         f"cannot tell the dataset layout of {path}: expected class folders (DIR/<class>/*.jpg), "
         "Pascal VOC (DIR/annotations/*.xml), a COCO .json file, SageMaker JSON (DIR/annotations/*.json) "
-        "or a .csv of boxes; name one with --format")
+        "a SageMaker Ground Truth .manifest or a .csv of boxes; name one with --format")
 
 
 def load(path: Path, fmt: str = "auto", images: Path | None = None,
@@ -60,14 +63,20 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
     if images is not None and not Path(images).is_dir():
         raise DataError(f"image folder {images} does not exist")
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt in FILE_FORMATS and not path.is_file():
+        raise DataError(f"--format {fmt} reads {FILE_FORMATS[fmt]}; {path} is a folder")
+    if fmt not in FILE_FORMATS and not path.is_dir():
+        raise DataError(f"--format {fmt} reads a folder; {path} is a file")
     problems = Problems()
     if fmt == "folders":
-        if not path.is_dir():
-            raise DataError(f"class folders need a directory; {path} is a file")
         samples, classes = class_folders.read(path, classes, problems, exclude)
         root, task = path, "classification"
+    elif fmt == "manifest" and ground_truth.task_of(path) == "classification":
+        samples, classes = ground_truth.read_labels(path, images, classes, problems)
+        report_orphans(Path(images) if images else ground_truth.image_dir(path), {s.path for s in samples}, problems)
+        root, task = path.parent, "classification"
     else:
-        reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "csv": csv_boxes}[fmt]
+        reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "manifest": ground_truth, "csv": csv_boxes}[fmt]
         raw = reader.read(path, images, problems)
         samples, classes = index_classes(raw, classes, problems)
         image_root = Path(images) if images else reader.image_dir(path)

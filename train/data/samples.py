@@ -10,6 +10,8 @@ import dataclasses
 from collections import Counter
 from pathlib import Path
 
+from ..errors import DataError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
@@ -86,7 +88,13 @@ def is_image_file(path: Path) -> bool:
 
 def read_classes(path: Path) -> list[str]:
     """Class names, one per line (index = line number), as `classes.txt` holds them."""
-    names = [line.strip() for line in Path(path).read_text().splitlines()]
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"class list {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"class list {path} cannot be read as text ({e})") from None
+    names = [line.strip() for line in text.splitlines()]
     return [n for n in names if n]
 
 

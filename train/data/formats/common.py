@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
@@ -24,6 +25,14 @@ def class_number(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def ordered_classes(named: Iterable[tuple[str, float | None]]) -> list[str]:
+    """The distinct names of (name, class id) pairs, ordered by their smallest id, then by name."""
+    ids: dict[str, float] = {}
+    for name, number in named:
+        ids[name] = min(ids.get(name, float("inf")), float("inf") if number is None else number)
+    return sorted(ids, key=lambda name: (ids[name], name))
 
 
 def find_image(images: Path, name: str) -> Path:
@@ -84,10 +93,7 @@ def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Prob
     without any usable object are skipped and reported.
     """
     if classes is None:
-        ids: dict[str, float] = {}
-        for o in (o for r in raw for o in r.objects):
-            ids[o.name] = min(ids.get(o.name, float("inf")), float("inf") if o.class_id is None else o.class_id)
-        classes = sorted(ids, key=lambda name: (ids[name], name))
+        classes = ordered_classes((o.name, o.class_id) for r in raw for o in r.objects)
     index = {name: i for i, name in enumerate(classes)}
     samples: list[Sample] = []
     by_path: dict[Path, RawImage] = {}

@@ -22,7 +22,14 @@ def image_dir(csv_path: Path) -> Path:
 def read(csv_path: Path, images: Path | None, problems: Problems) -> list[RawImage]:
     """Rows grouped by filename, in order of first appearance."""
     images = images or image_dir(csv_path)
-    with open(csv_path, newline="") as f:
+    try:
+        return _read(csv_path, images, problems)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path} is not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+
+
+def _read(csv_path: Path, images: Path, problems: Problems) -> list[RawImage]:
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often start with a BOM
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
