@@ -39,11 +39,11 @@ def detect_format(path: Path) -> str:
     loose = sum(1 for p in path.iterdir() if is_image_file(p)) if path.is_dir() else 0
     if loose:
         raise DataError(f"{path} holds {loose} image(s) but no class folders or annotations: put each class's images "
-                        f"in {path}/<class name>/ (classification), or add Pascal VOC, COCO, SageMaker JSON or CSV "
-                        "annotations (detection)")
+                        f"in {path}/<class name>/ (classification), or add Pascal VOC, COCO, SageMaker JSON, Ground Truth "
+                        "or CSV annotations (detection)")
     raise DataError(
         f"cannot tell the dataset layout of {path}: expected class folders (DIR/<class>/*.jpg), "
-        "Pascal VOC (DIR/annotations/*.xml), a COCO .json file, SageMaker JSON (DIR/annotations/*.json) "
+        "Pascal VOC (DIR/annotations/*.xml), a COCO .json file, SageMaker JSON (DIR/annotations/*.json), "
         "a SageMaker Ground Truth .manifest or a .csv of boxes; name one with --format")
 
 
