@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..samples import Problems
 from .common import RawImage, RawObject, class_number, find_image
 from .voc import annotation_dir, image_dir
@@ -30,7 +32,8 @@ def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
     """
     images = images or image_dir(root)
     out = []
-    for p in sorted(annotation_dir(root).glob("*.json")):
+    files = sorted(annotation_dir(root).glob("*.json"))
+    for p in tqdm(files, desc="annotations", unit="file", leave=False, disable=None):  # a bar on a terminal only
         try:
             doc = json.loads(p.read_text())
             names = {c["class_id"]: str(c["name"]) for c in doc.get("categories", [])}

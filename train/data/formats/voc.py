@@ -4,6 +4,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..samples import IMAGE_SUFFIXES, Problems
 from .common import RawImage, RawObject
 
@@ -33,7 +35,8 @@ def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
     """Every XML file under the annotation folder, resolved against the image folder."""
     images = images or image_dir(root)
     out = []
-    for xml_path in sorted(annotation_dir(root).glob("*.xml")):
+    files = sorted(annotation_dir(root).glob("*.xml"))
+    for xml_path in tqdm(files, desc="annotations", unit="file", leave=False, disable=None):  # a bar on a terminal only
         try:
             tree = ET.parse(xml_path).getroot()
         except ET.ParseError as e:
