@@ -113,6 +113,10 @@ def run(raw_hp: dict, channels: dict[str, Path], paths: Paths, num_gpus: int = 0
             val, pipes["validation"] = open_pipe_channel(data_dir, "validation", hp.task)
         elif "validation" in channels:
             val = _open(channels, "validation", hp.task, workdir)
+        for data in filter(None, (train, val)):
+            if data.left_out:
+                say(f"note: {data.left_out} image(s) of {data.source} list no object and are left out "
+                    "(SSD training needs at least one box per image)")
         network = network_name(hp)
         models.check_network(hp.task, network)
         classes = _classes(channels, train.class_counts, hp.values["num_classes"])

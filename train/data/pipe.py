@@ -16,14 +16,25 @@ import numpy as np
 from gluoncv.data.recordio.detection import _transform_label
 
 from ..errors import DataError
-from .readers import ChannelData, check_label, raw_records, task_of_label
+from .readers import ChannelData, check_label, lists_no_object, raw_records, require_objects, task_of_label
 
 WAIT_SECONDS = 600
 
 
 def next_pass(pipe: PipeChannel, dataset: RecordListDataset) -> None:
     """Replace the dataset's records with the channel's next pass."""
-    dataset.records = pipe.read_pass()
+    dataset.records = _with_objects(pipe.read_pass(), dataset.task)
+
+
+def _with_objects(records: list[bytes], task: str) -> list[bytes]:
+    """The records, less detection records without objects (as File mode leaves them out)."""
+    if task != "detection":
+        return records
+    return [r for r in records if not lists_no_object(_label(r))]
+
+
+def _label(record: bytes) -> np.ndarray:
+    return np.asarray(mx.recordio.unpack(record)[0].label, dtype=np.float32).ravel()
 
 
 class PipeChannel:
@@ -80,4 +91,6 @@ def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> tuple[Chan
     for n, item in enumerate(records):
         header, _ = mx.recordio.unpack(item)
         check_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel(), task, f"{name} (pipe)", n, counts)
-    return ChannelData(RecordListDataset(records, task), task, counts, f"{name} (Pipe mode)"), pipe
+    usable = _with_objects(records, task)
+    data = ChannelData(RecordListDataset(usable, task), task, counts, f"{name} (Pipe mode)", len(records) - len(usable))
+    return require_objects(data, name), pipe

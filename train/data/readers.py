@@ -14,6 +14,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from gluoncv.data import LstDetection, RecordFileDetection
+from gluoncv.data.recordio.detection import _transform_label
 from tqdm import tqdm
 
 from ..errors import DataError
@@ -26,6 +27,7 @@ class ChannelData:
     task: str
     class_counts: Counter  # class index -> images (classification) or objects (detection)
     source: str
+    left_out: int = 0  # detection records without any object (GluonCV's SSD cannot take them)
 
 
 class _Concat(mx.gluon.data.Dataset):
@@ -68,6 +70,12 @@ def _labels(rec: Path):
     for item in raw_records(rec, rec.name):
         header, _ = mx.recordio.unpack(item)
         yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
+
+
+def lists_no_object(label: np.ndarray) -> bool:
+    """True for a detection label with a header and no object: im2rec writes these for images listed
+    without boxes; GluonCV's readers and SSD targets need at least one box per image."""
+    return label.size > 1 and label.size <= int(label[0])
 
 
 def task_of_label(flag: int, label: np.ndarray) -> str:
@@ -124,10 +132,27 @@ def _ensure_index(rec: Path, workdir: Path) -> Path:
 
 
 class _IndexedRecordDetection(RecordFileDetection):
-    def __init__(self, rec: Path, idx: Path):
+    """The records of a .rec in file order, less those numbered in `leave_out`.
+
+    The kept keys live on the dataset: a loader process gets a pickled copy, and unpickling the
+    MXIndexedRecordIO re-reads every key of the .idx.
+    """
+
+    def __init__(self, rec: Path, idx: Path, leave_out: set[int]):
         mx.gluon.data.vision.ImageRecordDataset.__init__(self, str(rec))
         self._record = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
+        in_file_order = sorted(self._record.keys, key=self._record.idx.get)
+        self._keys = [k for n, k in enumerate(in_file_order) if n not in leave_out]
         self._coord_normalized = True
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __getitem__(self, idx):
+        header, img = mx.recordio.unpack(self._record.read_idx(self._keys[idx]))
+        img = mx.image.imdecode(img, 1)
+        h, w, _ = img.shape
+        return img, _transform_label(header.label, h, w)
 
 
 class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
@@ -148,19 +173,31 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True)
     if not recs:
         raise DataError(f"channel {Path(channel).name} holds no .rec file; pack your images with `magiccards pack`")
     counts: Counter = Counter()
-    parts = []
+    parts, left_out = [], 0
     for rec in recs:
-        n = 0
+        n, empty = 0, set()
         for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=None if progress else True):
             check_label(flag, label, task, rec.name, n, counts)
+            if task == "detection" and lists_no_object(label):
+                empty.add(n)
             n += 1
         if n == 0:
             raise DataError(f"{rec.name} in channel {Path(channel).name} holds no record")
         idx = _ensure_index(rec, workdir)
         parts.append(_IndexedRecordClassification(rec, idx) if task == "classification"
-                     else _IndexedRecordDetection(rec, idx))
-    return ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts,
-                       ", ".join(r.name for r in recs))
+                     else _IndexedRecordDetection(rec, idx, empty))
+        left_out += len(empty)
+    data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts,
+                       ", ".join(r.name for r in recs), left_out)
+    return require_objects(data, Path(channel).name)
+
+
+def require_objects(data: ChannelData, channel: str) -> ChannelData:
+    """`data`, unless leaving out its records without objects left nothing."""
+    if len(data.dataset) == 0:
+        raise DataError(f"no record of channel {channel} lists an object ({data.left_out} image(s) without boxes); "
+                        "detection needs at least one box per image")
+    return data
 
 
 def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
@@ -168,16 +205,20 @@ def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
     lsts = sorted(Path(lst_channel).rglob("*.lst"))
     if not lsts:
         raise DataError(f"channel {Path(lst_channel).name} holds no .lst file")
-    parts, counts = [], Counter()
+    parts, counts, left_out = [], Counter(), 0
     for lst in lsts:
         if task == "detection":
             ds = LstDetection(str(lst), root=str(images))
-            for row in lst.read_text().splitlines():
-                values = np.array(row.split("\t")[1:-1], dtype=np.float32)
-                counts.update(int(c) for c in parse_detection_label(values)[1][:, 0])
+            keep = [n for n, label in enumerate(ds._labels) if not lists_no_object(label)]
+            left_out += len(ds._labels) - len(keep)
+            ds._items, ds._labels = [ds._items[n] for n in keep], [ds._labels[n] for n in keep]
+            for label in ds._labels:
+                counts.update(int(c) for c in parse_detection_label(label)[1][:, 0])
         else:
             ds = mx.gluon.data.vision.ImageListDataset(root=str(images), imglist=str(lst))
             ds = ds.transform_second(lambda y: np.float32(np.asarray(y).ravel()[0]))
             counts.update(int(float(row.split("\t")[1])) for row in lst.read_text().splitlines())
         parts.append(ds)
-    return ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts))
+    data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts),
+                       left_out)
+    return require_objects(data, Path(lst_channel).name)
