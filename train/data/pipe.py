@@ -13,10 +13,9 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-from gluoncv.data.recordio.detection import _transform_label
 
 from ..errors import DataError
-from .readers import ChannelData, check_label, lists_no_object, raw_records, require_objects, task_of_label
+from .readers import ChannelData, check_label, decode, lists_no_object, raw_records, require_objects, task_of_label
 
 WAIT_SECONDS = 600
 
@@ -67,12 +66,7 @@ class RecordListDataset(mx.gluon.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, idx):
-        header, img = mx.recordio.unpack(self.records[idx])
-        img = mx.image.imdecode(img, 1)
-        if self.task == "classification":
-            return img, np.float32(np.asarray(header.label).ravel()[0])
-        h, w, _ = img.shape
-        return img, _transform_label(header.label, h, w)
+        return decode(self.records[idx], self.task)
 
 
 def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> tuple[ChannelData, PipeChannel]:

@@ -72,6 +72,16 @@ def _labels(rec: Path):
         yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
 
 
+def decode(record: bytes, task: str):
+    """(HWC uint8 image NDArray, label) of one image record, as every training dataset serves it."""
+    header, img = mx.recordio.unpack(record)
+    img = mx.image.imdecode(img, 1)
+    if task == "classification":
+        return img, np.float32(np.asarray(header.label).ravel()[0])
+    h, w, _ = img.shape
+    return img, _transform_label(header.label, h, w)
+
+
 def lists_no_object(label: np.ndarray) -> bool:
     """True for a detection label with a header and no object: im2rec writes these for images listed
     without boxes; GluonCV's readers and SSD targets need at least one box per image."""
@@ -149,10 +159,7 @@ class _IndexedRecordDetection(RecordFileDetection):
         return len(self._keys)
 
     def __getitem__(self, idx):
-        header, img = mx.recordio.unpack(self._record.read_idx(self._keys[idx]))
-        img = mx.image.imdecode(img, 1)
-        h, w, _ = img.shape
-        return img, _transform_label(header.label, h, w)
+        return decode(self._record.read_idx(self._keys[idx]), "detection")
 
 
 class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
@@ -163,8 +170,7 @@ class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
         self._flag, self._transform = 1, None
 
     def __getitem__(self, idx):
-        header, img = mx.recordio.unpack(self._record.read_idx(self._record.keys[idx]))
-        return mx.image.imdecode(img, 1), np.float32(np.asarray(header.label).ravel()[0])
+        return decode(self._record.read_idx(self._record.keys[idx]), "classification")
 
 
 def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True) -> ChannelData:
