@@ -10,6 +10,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
+# `magiccards image` removes what earlier builds left behind by this label (see container/image.py)
+LABEL magiccards.stage=build
 ARG MXNET_PACKAGE=mxnet==1.9.1
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # sagemaker-training builds a small C extension: gcc and the Python headers, in this stage only
@@ -33,6 +35,7 @@ RUN pip install "${MXNET_PACKAGE}" /src \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
+LABEL magiccards.stage=final
 # MXNet's wheel links OpenMP from the system
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 libquadmath0 \

@@ -23,8 +23,14 @@ def test_estimator_local_mode_fit(docker_client, packed_cards, tmp_path):
             shutil.copy(packed_cards / f"{name}.{suffix}", tmp_path / name / f"{name}.{suffix}")
     shutil.copy(packed_cards / "classes.txt", tmp_path / "train" / "classes.txt")
     (tmp_path / "out").mkdir()
-    r = subprocess.run([python, str(SCRIPT), "magiccards:cpu", str(tmp_path / "train"), str(tmp_path / "validation"),
-                        str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    try:
+        r = subprocess.run([python, str(SCRIPT), "magiccards:cpu", str(tmp_path / "train"), str(tmp_path / "validation"),
+                            str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    finally:  # the SDK's docker compose leaves its stopped algo-1 container (~350 MB of checkpoints) behind
+        for container in docker_client.containers.list(all=True):
+            if container.id not in before:
+                container.remove(force=True)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-3000:]
     assert "Epoch[1] Validation-accuracy=" in log and "algo-1-" in log

@@ -1,0 +1,51 @@
+"""Rebuilding the image does not pile up untagged images (each rebuild of the real one leaves ~3 GB)."""
+import io
+import time
+
+import pytest
+from docker.errors import ImageNotFound
+
+from magiccards.container import base_image
+from magiccards.container.image import remove_stale_images
+
+pytestmark = pytest.mark.docker
+LABEL = "magiccards-cleanup-test.stage"  # its own label: the real image's build cache is left alone
+
+
+def _build(client, stage: str, marker: str, tag=None) -> str:
+    """A tiny image labelled like one stage of the Dockerfile; `marker` makes each build distinct."""
+    dockerfile = f"FROM {base_image.DEFAULT_TAG}\nLABEL {LABEL}={stage}\nRUN echo {marker} > /marker\n"
+    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True)
+    return image.id
+
+
+def test_replaced_images_and_old_build_stages_are_removed(docker_client):
+    assert base_image.exists(base_image.DEFAULT_TAG, docker_client), "run `make base-image` first"
+    _remove_test_images(docker_client)  # whatever an interrupted run left
+    tag = "magiccards-cleanup-test:latest"
+    try:
+        stamp = str(time.time_ns())
+        old_stage = _build(docker_client, "build", f"a{stamp}")
+        time.sleep(1.1)  # image creation times have a resolution of one second
+        new_stage = _build(docker_client, "build", f"b{stamp}")
+        replaced = _build(docker_client, "final", f"c{stamp}", tag)
+        current = _build(docker_client, "final", f"d{stamp}", tag)  # moves the tag: `replaced` is dangling now
+        in_use = docker_client.containers.create(_build(docker_client, "final", f"e{stamp}"), ["true"])
+        try:
+            assert remove_stale_images(docker_client, LABEL) == 2
+            ids = {i.id for i in docker_client.images.list(all=True)}
+            assert old_stage not in ids and replaced not in ids
+            assert new_stage in ids and current in ids  # the newest build stage stays as the next build's cache
+            assert in_use.image.id in ids  # a container still uses it
+        finally:
+            in_use.remove(force=True)
+    finally:
+        _remove_test_images(docker_client)
+
+
+def _remove_test_images(client):
+    for image in client.images.list(all=True, filters={"label": LABEL}):
+        try:
+            client.images.remove(image.id, force=True)
+        except ImageNotFound:
+            pass  # went with a child removed before it
