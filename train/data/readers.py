@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-from gluoncv.data import LstDetection, RecordFileDetection
+from gluoncv.data import RecordFileDetection
 from gluoncv.data.recordio.detection import _transform_label
 from tqdm import tqdm
 
@@ -75,11 +75,15 @@ def _labels(rec: Path):
 def decode(record: bytes, task: str):
     """(HWC uint8 image NDArray, label) of one image record, as every training dataset serves it."""
     header, img = mx.recordio.unpack(record)
-    img = mx.image.imdecode(img, 1)
+    return _sample(img, header.label, task)
+
+
+def _sample(image_bytes: bytes, label, task: str):
+    img = mx.image.imdecode(image_bytes, 1)
     if task == "classification":
-        return img, np.float32(np.asarray(header.label).ravel()[0])
+        return img, np.float32(np.asarray(label).ravel()[0])
     h, w, _ = img.shape
-    return img, _transform_label(header.label, h, w)
+    return img, _transform_label(label, h, w)
 
 
 def lists_no_object(label: np.ndarray) -> bool:
@@ -207,24 +211,45 @@ def require_objects(data: ChannelData, channel: str) -> ChannelData:
 
 
 def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
-    """Images plus an im2rec .lst (channels `train` + `train_lst`), like the built-in algorithms accept."""
+    """Images plus an im2rec .lst (channels `train` + `train_lst`), like the built-in algorithms accept.
+
+    Every row is checked up front (label of `task`, image present in the image channel)."""
     lsts = sorted(Path(lst_channel).rglob("*.lst"))
     if not lsts:
         raise DataError(f"channel {Path(lst_channel).name} holds no .lst file")
     parts, counts, left_out = [], Counter(), 0
     for lst in lsts:
-        if task == "detection":
-            ds = LstDetection(str(lst), root=str(images))
-            keep = [n for n, label in enumerate(ds._labels) if not lists_no_object(label)]
-            left_out += len(ds._labels) - len(keep)
-            ds._items, ds._labels = [ds._items[n] for n in keep], [ds._labels[n] for n in keep]
-            for label in ds._labels:
-                counts.update(int(c) for c in parse_detection_label(label)[1][:, 0])
-        else:
-            ds = mx.gluon.data.vision.ImageListDataset(root=str(images), imglist=str(lst))
-            ds = ds.transform_second(lambda y: np.float32(np.asarray(y).ravel()[0]))
-            counts.update(int(float(row.split("\t")[1])) for row in lst.read_text().splitlines())
-        parts.append(ds)
+        rows = []
+        for n, line in enumerate(lst.read_text().splitlines()):
+            fields = line.split("\t")
+            try:
+                label = np.array(fields[1:-1], dtype=np.float32)
+            except ValueError:
+                raise DataError(f"{lst.name}: row {n + 1} is not 'index<TAB>label(s)<TAB>path'") from None
+            check_label(0 if label.size == 1 else int(label[0]), label, task, lst.name, n, counts)
+            if task == "detection" and lists_no_object(label):
+                left_out += 1
+            else:
+                rows.append((label, fields[-1]))
+        missing = [rel for _, rel in rows if not (Path(images) / rel).is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} image(s) listed in {lst.name} are not in channel {Path(images).name} "
+                            f"(first: {missing[0]})")
+        parts.append(_ListedImages(Path(images), rows, task))
     data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts),
                        left_out)
     return require_objects(data, Path(lst_channel).name)
+
+
+class _ListedImages(mx.gluon.data.Dataset):
+    """The images of .lst rows (label values, path relative to the image channel), decoded like records."""
+
+    def __init__(self, root: Path, rows: list[tuple[np.ndarray, str]], task: str):
+        self._root, self._rows, self._task = root, rows, task
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __getitem__(self, idx):
+        label, rel = self._rows[idx]
+        return _sample((self._root / rel).read_bytes(), label, self._task)
