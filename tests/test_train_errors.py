@@ -115,3 +115,13 @@ def test_out_of_memory(packed_cards, tmp_path):
     assert r.returncode != 0, r.stdout[-2000:]
     assert "out of memory: lower mini_batch_size or image_shape" in failure, failure
     assert "Traceback" not in failure
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("conv[", "freeze_layer_pattern='conv[' is not a regular expression"),
+    ("no_such_layer", "freeze_layer_pattern='no_such_layer' matches no parameter of the network; names look like ssd"),
+])
+def test_bad_freeze_layer_pattern(packed_scenes, tmp_path, pattern, message):
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "1", "use_pretrained_model": "0",
+          "freeze_layer_pattern": pattern}
+    _fails(packed_scenes, tmp_path, hp, message)

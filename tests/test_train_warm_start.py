@@ -92,3 +92,19 @@ def test_incremental_training_with_other_classes_is_an_error(packed_cards, tmp_p
     (data / "classes.txt").write_text("\n".join(reversed(classes)) + "\n")
     with pytest.raises(TrainingFailed, match="incremental training needs the same classes in the same order"):
         run_local(data, tmp_path / "second", FAST, extra_channels={"model": first}, log=lambda line: None)
+
+
+def test_freeze_layer_pattern_keeps_the_matching_weights(packed_scenes, tmp_path):
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "1", "mini_batch_size": "16",
+          "use_pretrained_model": "0", "optimizer": "adam", "learning_rate": "0.01", "seed": "3"}
+    first = run_local(packed_scenes, tmp_path / "first", hp, log=lambda line: None)
+    lines = []
+    second = run_local(packed_scenes, tmp_path / "second", dict(hp, freeze_layer_pattern=r"mobilenet0_conv[01]_weight"),
+                       extra_channels={"model": first}, log=lines.append)
+    assert r"freeze_layer_pattern 'mobilenet0_conv[01]_weight': 2 parameters stay as they are" in lines
+    scope = r"ssd\d*_mobilenet\d*_"
+    for frozen in ("conv0_weight", "conv1_weight"):
+        np.testing.assert_array_equal(_exported(second, "model_algo_1", frozen, scope),
+                                      _exported(first, "model_algo_1", frozen, scope))
+    assert not np.allclose(_exported(second, "model_algo_1", "conv2_weight", scope),
+                           _exported(first, "model_algo_1", "conv2_weight", scope))  # the rest trains on

@@ -189,6 +189,9 @@ def _build(hp, network, classes, channels, workdir):
         except (AssertionError, mx.base.MXNetError) as e:
             raise DataError(f"the model channel's parameters do not fit {network}: {str(e).splitlines()[0][:200]}") from None
         say(f"incremental training: starting from {model_dir}")
+    if hp.task == "detection" and hp.freeze_layer_pattern:
+        say(f"freeze_layer_pattern {hp.freeze_layer_pattern!r}: {models.freeze(net, hp.freeze_layer_pattern)} "
+            "parameters stay as they are")
     return net
 
 

@@ -161,6 +161,26 @@ def ssd(preset: SSDPreset, classes: list[str], image_size: int) -> mx.gluon.Hybr
     return get_ssd(base_size=image_size, steps=steps, pretrained_base=False, **args)
 
 
+def freeze(net: mx.gluon.Block, pattern: str) -> int:
+    """Stop training every parameter whose name matches the regular expression `pattern` (the built-in
+    algorithm's freeze_layer_pattern); returns how many. Names are Gluon's, e.g.
+    `ssd0_mobilenet0_conv0_weight`; `re.search` applies, so `mobilenet0_conv[0-5]_` freezes the first
+    base convolutions."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise HyperparameterError(f"freeze_layer_pattern={pattern!r} is not a regular expression ({e})") from None
+    params = net.collect_params()
+    matched = [p for name, p in params.items() if regex.search(name)]
+    if not matched:
+        examples = ", ".join(list(params)[:3])
+        raise HyperparameterError(f"freeze_layer_pattern={pattern!r} matches no parameter of the network; "
+                                  f"names look like {examples}")
+    for param in matched:
+        param.grad_req = "null"
+    return len(matched)
+
+
 def _saved_arrays(params_file: Path) -> dict:
     """The arrays of a .params file by parameter name (without the 'arg:'/'aux:' of exported files)."""
     return {k.split(":", 1)[-1]: v for k, v in mx.nd.load(str(params_file)).items()}
