@@ -92,3 +92,19 @@ def test_detection_is_deterministic_for_a_seed_whatever_the_loader_processes(pac
     for name in weights[0]:
         np.testing.assert_allclose(weights[1][name].asnumpy(), weights[0][name].asnumpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=name)
+
+
+def test_built_in_classification_options(packed_cards, tmp_path):
+    """The built-in algorithm's other knobs do what their names say (each visible in the log or the model)."""
+    lines = []
+    hp = {"network": "resnet18_v1b", "image_shape": "3,32,32", "resize": "40", "epochs": "2", "mini_batch_size": "16",
+          "optimizer": "sgd", "learning_rate": "0.05", "momentum": "0.8", "lr_scheduler_step": "1",
+          "lr_scheduler_factor": "0.5", "warmup_epochs": "1", "top_k": "2", "checkpoint_frequency": "1",
+          "use_weighted_loss": "1", "augmentation_type": "crop_color_transform", "seed": "2"}
+    model_dir = run_local(packed_cards, tmp_path / "job", hp, log=lines.append)
+    top2 = [float(m.group(1)) for line in lines for m in [re.search(r"Validation-top_k_accuracy=([0-9.]+)", line)] if m]
+    top1 = _scrape(lines, "classification")["validation:accuracy"]
+    assert len(top2) == len(top1) == 2 and all(t2 >= t1 for t1, t2 in zip(top1, top2))
+    for epoch in (1, 2):  # checkpoint_frequency=1: the model keeps every epoch's export, like the built-in
+        assert (model_dir / f"image-classification-{epoch:04d}.params").is_file()
+    assert (model_dir / "image-classification-0000.params").is_file()

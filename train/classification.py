@@ -25,10 +25,13 @@ def train_transform(hp: Hyperparameters) -> transforms.Compose:
         if hp.augmentation_type in ("crop_color", "crop_color_transform"):
             steps.append(transforms.RandomColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05))
         if hp.augmentation_type == "crop_color_transform":
-            steps += [transforms.RandomLighting(0.1), transforms.RandomRotation((-15, 15), zoom_in=True)]
+            steps.append(transforms.RandomLighting(0.1))
     else:
         steps += [transforms.Resize(min(h, w), keep_ratio=True), transforms.CenterCrop((w, h))]
-    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    steps.append(transforms.ToTensor())
+    if hp.augmentation_type == "crop_color_transform":
+        steps.append(transforms.RandomRotation((-15, 15), zoom_in=True))  # MXNet rotates float CHW tensors only
+    return transforms.Compose(steps + [transforms.Normalize(MEAN, STD)])
 
 
 def eval_transform(hp: Hyperparameters) -> transforms.Compose:
