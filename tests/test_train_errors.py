@@ -125,3 +125,9 @@ def test_bad_freeze_layer_pattern(packed_scenes, tmp_path, pattern, message):
     hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "1", "use_pretrained_model": "0",
           "freeze_layer_pattern": pattern}
     _fails(packed_scenes, tmp_path, hp, message)
+
+
+def test_checkpoints_of_another_network_are_a_clear_error(packed_cards, tmp_path):
+    run_local(packed_cards, tmp_path / "job", FAST, log=lambda line: None)  # leaves checkpoints/epoch-0001-...
+    _fails(packed_cards, tmp_path, dict(FAST, network="mobilenetv3_small", epochs="2"),
+           "does not fit this job's network")

@@ -111,7 +111,13 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
         path, saved = found
         if saved.get("task") not in (None, hp.task):
             raise UserError(f"checkpoint {path.name} is from a {saved.get('task')} job; clear the checkpoint location")
-        Checkpoints.restore(path, net, trainer)
+        try:
+            Checkpoints.restore(path, net, trainer)
+        except (AssertionError, ValueError, mx.base.MXNetError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
+            raise UserError(f"checkpoint {path.name} in {paths.checkpoints} does not fit this job's network "
+                            f"({reason}); it was written by another job: clear the checkpoint location "
+                            "(or use another job folder)") from None
         state.update(saved)
         say(f"Resuming from checkpoint {path.name} (epoch {state['epoch']}, batch {state['batch']})")
     state["task"] = hp.task
