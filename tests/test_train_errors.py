@@ -131,3 +131,9 @@ def test_checkpoints_of_another_network_are_a_clear_error(packed_cards, tmp_path
     run_local(packed_cards, tmp_path / "job", FAST, log=lambda line: None)  # leaves checkpoints/epoch-0001-...
     _fails(packed_cards, tmp_path, dict(FAST, network="mobilenetv3_small", epochs="2"),
            "does not fit this job's network")
+
+
+def test_checkpoints_of_another_optimizer_are_a_clear_error(packed_cards, tmp_path):
+    run_local(packed_cards, tmp_path / "job", FAST, log=lambda line: None)  # sgd, the built-in default
+    _fails(packed_cards, tmp_path, dict(FAST, optimizer="adam", epochs="2"),
+           "was written with optimizer=sgd, this job asks for adam")

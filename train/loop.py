@@ -111,6 +111,10 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
         path, saved = found
         if saved.get("task") not in (None, hp.task):
             raise UserError(f"checkpoint {path.name} is from a {saved.get('task')} job; clear the checkpoint location")
+        if saved.get("optimizer") not in (None, hp.optimizer):  # its saved states would bring the old optimizer back
+            raise UserError(f"checkpoint {path.name} in {paths.checkpoints} was written with optimizer="
+                            f"{saved['optimizer']}, this job asks for {hp.optimizer}; resume with the same "
+                            "optimizer, or clear the checkpoint location (or use another job folder)")
         try:
             Checkpoints.restore(path, net, trainer)
         except (AssertionError, ValueError, mx.base.MXNetError) as e:
@@ -120,7 +124,7 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                             "(or use another job folder)") from None
         state.update(saved)
         say(f"Resuming from checkpoint {path.name} (epoch {state['epoch']}, batch {state['batch']})")
-    state["task"] = hp.task
+    state["task"], state["optimizer"] = hp.task, hp.optimizer
     stop = StopFlag()
     try:
         for epoch in range(state["epoch"], hp.epochs):
