@@ -199,3 +199,8 @@ def test_ground_truth_classification_manifest(card_folders, tmp_path):
     assert r.problems == {"unlabelled line": 1, "corrupt annotation": 1}
     by_name = {row[-1].split("/")[-1]: float(row[1]) for row in lst_rows(tmp_path / "manifest" / "train.lst")}
     assert all(by_name[image.name] == names.index(image.parent.name) for image in card_folders.rglob("*.jpg"))
+    (tmp_path / "two.txt").write_text("\n".join(names[:2]) + "\n")  # the other classes' images: skipped once each
+    r = pack(tmp_path / "labels.manifest", tmp_path / "two", images=images, classes=tmp_path / "two.txt",
+             val_fraction=0, workers=1, progress=False)
+    left = sum(folders.counts["train"][n] for n in names[2:])
+    assert r.skipped == left and r.problems["unknown class"] == left and "image without annotation" not in r.problems

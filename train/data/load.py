@@ -73,7 +73,6 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
         root, task = path, "classification"
     elif fmt == "manifest" and ground_truth.task_of(path) == "classification":
         samples, classes = ground_truth.read_labels(path, images, classes, problems)
-        report_orphans(Path(images) if images else ground_truth.image_dir(path), {s.path for s in samples}, problems)
         root, task = path.parent, "classification"
     else:
         reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "manifest": ground_truth, "csv": csv_boxes}[fmt]

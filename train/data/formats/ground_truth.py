@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..samples import Problems, Sample
-from .common import RawImage, RawObject, class_number, find_image, ordered_classes
+from .common import RawImage, RawObject, class_number, find_image, ordered_classes, report_orphans
 
 DETECTION, CLASSIFICATION = "groundtruth/object-detection", "groundtruth/image-classification"
 SUFFIXES = (".manifest", ".jsonl")
@@ -66,7 +66,8 @@ def read(path: Path, images: Path | None, problems: Problems) -> list[RawImage]:
 
 def read_labels(path: Path, images: Path | None, classes: list[str] | None,
                 problems: Problems) -> tuple[list[Sample], list[str]]:
-    """Every image-classification line as a sample; classes ordered by their class id unless given."""
+    """Every image-classification line as a sample; classes ordered by their class id unless given.
+    Images in the image folder that no line mentions are reported."""
     images = images or image_dir(path)
     found: list[tuple[str, Path, str, float | None]] = []
     for where, ref, kind, label, meta in _lines(path, problems):
@@ -87,6 +88,7 @@ def read_labels(path: Path, images: Path | None, classes: list[str] | None,
             problems.add("annotation without image", where, f"image file {image} does not exist")
         else:
             samples.append(Sample(path=image, rel="", label=index[name]))
+    report_orphans(images, {image for _, image, _, _ in found}, problems)  # images no line mentions
     return samples, classes
 
 
