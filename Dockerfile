@@ -23,6 +23,7 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY pyproject.toml README.md /src/
 COPY magiccards /src/magiccards
+COPY data /src/data
 COPY train /src/train
 COPY serve /src/serve
 COPY deeplens /src/deeplens

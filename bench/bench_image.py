@@ -17,8 +17,8 @@ SPEED = re.compile(r"^Epoch\[(\d+)\] Speed: ([0-9.]+) samples/sec")
 
 
 def _data(out: Path) -> Path:
-    from magiccards.train.data.pack import pack
-    from magiccards.train.data.synth import synth
+    from magiccards.data.pack import pack
+    from magiccards.data.synth import synth
     rec = out / "cards-rec"
     if not (rec / "train.rec").is_file():
         synth(out / "cards", count=600, classes=4, size=96, seed=7, progress=False)

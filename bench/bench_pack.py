@@ -25,7 +25,7 @@ SYNTHETIC = ((3000, 200), (1024, 1000))  # (side in pixels, images): phone-camer
 
 def make_folders(out: Path) -> dict[str, Path]:
     """The folders to pack (made once, kept in `out`): synthetic photos at two sizes, real raccoon photos."""
-    from magiccards.train.data.synth import synth
+    from magiccards.data.synth import synth
     folders = {}
     for size, count in SYNTHETIC:
         cards = out / f"cards-{size}px"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,8 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _dataset(out: Path, task: str, count: int, size: int, seed: int, classes: int = 6) -> Path:
-    from magiccards.train.data.pack import pack
-    from magiccards.train.data.synth import synth
+    from magiccards.data.pack import pack
+    from magiccards.data.synth import synth
     rec = out / f"{task}-{size}px-{count}-seed{seed}"
     if not (rec / "train.rec").is_file():
         synth(out / f"{rec.name}-images", task=task, count=count, classes=classes, size=size, seed=seed, progress=False)
@@ -32,21 +31,20 @@ def _dataset(out: Path, task: str, count: int, size: int, seed: int, classes: in
 
 def _recipe(task: str, rec: Path, hp_raw: dict, workdir: Path):
     import mxnet as mx
-    from magiccards.train import models, optim
-    from magiccards.train.data import readers
-    from magiccards.train.hyperparameters import network_name, parse
-    hp = parse(hp_raw, task)
+    from magiccards.train import models, optim, readers
+    from magiccards.train.hyperparameters import resolve
+    hp = resolve(hp_raw, task)
     data = readers.open_channel(rec, task, workdir, progress=False)
     classes = (rec / "classes.txt").read_text().split()
-    net = models.build(task, network_name(hp), classes, hp.image_shape[-1])
+    net = models.build(task, hp.network, classes, hp.image_shape[-1])
     ctx = [mx.cpu()]
-    workers = hp.num_workers if hp.num_workers is not None else max(1, (os.cpu_count() or 2) // 2)
+    workers = hp.num_workers
     if task == "classification":
         from magiccards.train.classification import ClassificationRecipe
-        recipe = ClassificationRecipe(net, None, data.dataset, None, hp, classes, ctx, num_workers=workers)
+        recipe = ClassificationRecipe(net, None, data, None, hp, classes, ctx, num_workers=workers)
     else:
         from magiccards.train.detection import DetectionRecipe
-        recipe = DetectionRecipe(net, None, data.dataset, None, hp, classes, ctx, num_workers=workers)
+        recipe = DetectionRecipe(net, None, data, None, hp, classes, ctx, num_workers=workers)
     recipe.trainer = optim.trainer(net.collect_params(), hp, recipe.steps_per_epoch())
     net.hybridize(static_alloc=True, static_shape=True)
     return recipe

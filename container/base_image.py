@@ -16,6 +16,8 @@ from pathlib import Path
 import docker
 from docker.errors import ImageNotFound
 
+from magiccards.errors import ImageBuildFailed
+
 from .docker_engine import client as docker_client
 
 DEFAULT_TAG = "magiccards/base:bookworm"
@@ -37,13 +39,13 @@ def exists(tag: str = DEFAULT_TAG, client: docker.DockerClient | None = None) ->
 def build(tag: str = DEFAULT_TAG, client: docker.DockerClient | None = None, log=print) -> str:
     """Debootstrap a minimal bookworm with Python, trust the host's CAs, import it as `tag`."""
     if shutil.which("debootstrap") is None:
-        raise RuntimeError("debootstrap is not installed; run `make docker` (apt-get install debootstrap)")
+        raise ImageBuildFailed("debootstrap is not installed; run `make docker` (apt-get install debootstrap)")
     client = client or docker_client()
     with tempfile.TemporaryDirectory(prefix="magiccards-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         log(f"debootstrap {SUITE} into {rootfs} (about a minute) ...")
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs)],
-                       check=True, stdout=subprocess.DEVNULL)
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs)],
+             "debootstrap (needs root and Debian's package mirror)")
         if HOST_CA_BUNDLE.is_file():
             target = rootfs / HOST_CA_BUNDLE.relative_to("/")
             target.unlink(missing_ok=True)  # it may be a symlink inside the root file system
@@ -52,11 +54,22 @@ def build(tag: str = DEFAULT_TAG, client: docker.DockerClient | None = None, log
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         archive = Path(tmp) / "rootfs.tar"
         log(f"importing {archive.name} as {tag} ...")
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
+        _run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], "packing the root file system")
         repository, _, version = tag.partition(":")
         client.api.import_image_from_file(str(archive), repository=repository, tag=version or "latest",
                                           changes=IMAGE_CHANGES)
     return tag
+
+
+def _run(cmd: list[str], what: str) -> None:
+    """Run a build step; its failure is an ImageBuildFailed holding the last lines it printed."""
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    except subprocess.CalledProcessError as e:
+        tail = "\n".join((e.stderr or "").strip().splitlines()[-10:])
+        raise ImageBuildFailed(f"building the base image failed at {what} (exit status {e.returncode}):\n{tail}") from None
+    except OSError as e:
+        raise ImageBuildFailed(f"building the base image failed at {what}: {e}") from None
 
 
 def ensure(tag: str = DEFAULT_TAG, log=print) -> str:

@@ -10,12 +10,17 @@ import threading
 import uuid
 from pathlib import Path
 
-from magiccards.train.errors import UserError
+from magiccards.errors import TrainingFailed, UserError
 
 from .docker_engine import client as docker_client
-from .docker_run import _tar, _volumes
-from .layout import channels_from_pack_dir, write_job_layout
-from .local_run import TrainingFailed
+from .job import (
+    container_mounts,
+    failure_reason,
+    fresh_status,
+    job_channels,
+    tar_folder,
+)
+from .layout import write_job_layout
 
 
 def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_count: int,
@@ -24,19 +29,17 @@ def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_c
     if instance_count < 2:
         raise UserError("--instance-count must be at least 2 for a cluster")
     client = docker_client()
-    channels = channels_from_pack_dir(data_dir)
+    channels, _ = job_channels(data_dir)
     hosts = [f"algo-{i}" for i in range(1, instance_count + 1)]
     job_dir = Path(job_dir).resolve()
     network = client.networks.create(f"magiccards-{uuid.uuid4().hex[:8]}", driver="bridge")
     containers = []
     try:
         for host in hosts:
-            host_dir = job_dir / host
-            for stale in ("output/failure", "output/success"):
-                (host_dir / stale).unlink(missing_ok=True)
+            host_dir = fresh_status(job_dir / host)
             write_job_layout(host_dir, {name: [] for name in channels}, hyperparameters, hosts=tuple(hosts),
                              current_host=host)
-            c = client.containers.create(image, ["train"], hostname=host, volumes=_volumes(host_dir, channels),
+            c = client.containers.create(image, ["train"], hostname=host, volumes=container_mounts(host_dir, channels),
                                          stop_signal="SIGTERM")
             client.api.disconnect_container_from_network(c.id, "bridge")
             network.connect(c, aliases=[host])
@@ -58,11 +61,9 @@ def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_c
             c.remove(force=True)
         network.remove()
     master = job_dir / hosts[0]
-    _tar(master / "model", job_dir / "model.tar.gz")
-    _tar(master / "output" / "data", job_dir / "output.tar.gz")
-    failures = [(h, job_dir / h / "output" / "failure") for h in hosts]
-    bad = [(h, f.read_text().strip() if f.is_file() else f"exit status {code}")
-           for (h, f), code in zip(failures, codes) if code != 0 or f.is_file()]
+    tar_folder(master / "model", job_dir / "model.tar.gz")
+    tar_folder(master / "output" / "data", job_dir / "output.tar.gz")
+    bad = [(h, reason) for h, code in zip(hosts, codes) if (reason := failure_reason(job_dir / h, code)) is not None]
     if bad:
         raise TrainingFailed("training failed: " + "; ".join(f"{h}: {reason}" for h, reason in bad))
     return master / "model"

@@ -4,11 +4,7 @@ from __future__ import annotations
 import docker
 from docker.errors import DockerException
 
-from magiccards.train.errors import UserError
-
-
-class DockerUnavailable(UserError):
-    """No Docker engine answers."""
+from magiccards.errors import DockerUnavailable
 
 
 def client() -> docker.DockerClient:

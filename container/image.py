@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
-from magiccards.train.errors import UserError
+from magiccards.errors import ImageBuildFailed
 
 from . import base_image
 from .docker_engine import client as docker_client
@@ -16,10 +16,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "python:3.11-slim-bookworm"
 DEFAULT_TAG = "magiccards:cpu"
 STAGE_LABEL = "magiccards.stage"  # set by the Dockerfile on both stages
-
-
-class ImageBuildFailed(UserError):
-    """docker build failed; the message holds the last lines of its log."""
 
 
 def _available(client: docker.DockerClient, ref: str, pull: bool) -> bool:

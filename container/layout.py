@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from magiccards.train.errors import DataError
+from magiccards.errors import DataError
 
 RECORDIO = "application/x-recordio"
 SPLIT_CHANNELS = {"train": "train", "validation": "validation"}

@@ -5,21 +5,11 @@ point with `SAGEMAKER_BASE_DIR` pointing at it, streams the log, and reports the
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from magiccards.train.errors import UserError
-
-from .layout import channels_from_pack_dir, pipe_mode_channels, write_job_layout
+from .job import fresh_status, job_channels, raise_if_failed, start_toolkit
+from .layout import write_job_layout
 from .pipe_feeder import PipeFeeder
-
-TRAINING_MODULE = "magiccards.train.entry:main"
-
-
-class TrainingFailed(UserError):
-    """The job exited non-zero; the message is SageMaker's FailureReason (output/failure)."""
 
 
 def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channels: dict[str, Path] | None = None,
@@ -28,23 +18,11 @@ def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channe
 
     With `input_mode="Pipe"` the train and validation records stream through FIFOs as in SageMaker.
     """
-    channels = channels_from_pack_dir(data_dir)
-    feeds: dict[str, Path] = {}
-    if input_mode == "Pipe":
-        channels, feeds = pipe_mode_channels(channels)
-    elif input_mode != "File":
-        raise UserError(f"--input-mode must be File or Pipe; got {input_mode!r}")
-    for name, folder in (extra_channels or {}).items():
-        channels[name] = sorted(p for p in Path(folder).iterdir() if p.is_file())
-    job_dir = Path(job_dir).resolve()
-    for stale in ("output/failure", "output/success"):
-        (job_dir / stale).unlink(missing_ok=True)
+    channels, feeds = job_channels(data_dir, extra_channels, input_mode)
+    job_dir = fresh_status(job_dir)
     write_job_layout(job_dir, channels, hyperparameters, pipe_channels=set(feeds))
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job_dir), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE,
-               PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"]
     with PipeFeeder(job_dir / "input" / "data", feeds):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_toolkit(job_dir)
         try:
             for line in proc.stdout:
                 log(line.rstrip("\n"))
@@ -53,8 +31,5 @@ def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channe
             proc.terminate()  # SIGTERM: the job writes a checkpoint in the job folder and stops
             proc.wait(timeout=120)
             raise
-    failure = job_dir / "output" / "failure"
-    if code != 0 or failure.is_file():  # the toolkit exits 0 on an OSError without errno, yet writes the failure
-        reason = failure.read_text().strip() if failure.is_file() else f"exit status {code}"
-        raise TrainingFailed(f"training failed: {reason}")
+    raise_if_failed(job_dir, code)
     return job_dir / "model"

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import HyperparameterError, UserError
+
 SHOWN_PROBLEMS = 15
 
 
@@ -32,7 +34,8 @@ def _add_pack(sub) -> None:
                                    "annotations (detection) into train and validation RecordIO files.")
     p.add_argument("input", type=Path, help="dataset folder, COCO .json, Ground Truth .manifest or boxes .csv")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--format", default="auto", choices=("auto", "folders", "voc", "coco", "sagemaker", "manifest", "csv"),
+    from .data.formats import CHOICES
+    p.add_argument("--format", default="auto", choices=CHOICES,
                    help="input layout (default: recognised from the input)")
     p.add_argument("--images", type=Path, default=None, help="image folder, when not the default beside the annotations")
     p.add_argument("--classes", type=Path, default=None, help="classes.txt fixing class names and order")
@@ -72,7 +75,7 @@ def _add_train(sub) -> None:
                    help="with --docker: hosts (containers) of a distributed job, on a private network")
     p.add_argument("--input-mode", choices=("File", "Pipe"), default="File",
                    help="File (channels as files) or Pipe (records streamed through FIFOs, one per pass)")
-    p.set_defaults(func=_run_train, accepts_hyperparameters=True)
+    p.set_defaults(func=_run_train, accepts_hyperparameters=True, train_parser=p)
 
 
 def _hyperparameters(extra: list[str]) -> dict[str, str]:
@@ -81,7 +84,7 @@ def _hyperparameters(extra: list[str]) -> dict[str, str]:
     while i < len(extra):
         arg = extra[i]
         if not arg.startswith("--") or len(arg) < 3:
-            raise SystemExit(f"error: expected --hyperparameter value, got {arg!r}")
+            raise HyperparameterError(f"expected --hyperparameter value, got {arg!r}")
         if "=" in arg:
             key, value = arg[2:].split("=", 1)
             i += 1
@@ -89,16 +92,31 @@ def _hyperparameters(extra: list[str]) -> dict[str, str]:
             key, value = arg[2:], extra[i + 1]
             i += 2
         else:
-            raise SystemExit(f"error: hyperparameter {arg} needs a value")
+            raise HyperparameterError(f"hyperparameter {arg} needs a value")
         hp[key.replace("-", "_")] = value
     return hp
 
 
+def _check_train_arguments(args) -> None:
+    """Every mistake the job would find in its hyperparameters, found before a job folder is laid out."""
+    from .data.labels import task_of_rec
+    from .train.hyperparameters import SPECS, check
+    options = {a.lstrip("-") for action in args.train_parser._actions for a in action.option_strings}
+    for key in args.hyperparameters:
+        if key not in SPECS and key.replace("_", "-") in options:
+            raise HyperparameterError(f"--{key} is not a hyperparameter; did you mean the option --{key.replace('_', '-')}?")
+    task = None if "task" in args.hyperparameters else task_of_rec(Path(args.data) / "train.rec")
+    check(args.hyperparameters, task)
+    if args.instance_count < 1:
+        raise UserError("--instance-count must be at least 1")
+    if args.instance_count > 1 and (not args.docker or args.input_mode != "File" or args.pretrained or args.model):
+        raise UserError("--instance-count > 1 needs --docker and File mode (no --model/--pretrained)")
+
+
 def _run_train(args) -> int:
+    _check_train_arguments(args)
     extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
     if args.instance_count > 1:
-        if not args.docker or args.input_mode != "File" or extra:
-            raise SystemExit("error: --instance-count > 1 needs --docker and File mode (no --model/--pretrained)")
         from .container.cluster import run_cluster
         model_dir = run_cluster(args.data, args.job_dir, args.hyperparameters, args.instance_count, image=args.image)
     elif args.docker:
@@ -144,7 +162,7 @@ def _run_base_image(args) -> int:
 
 
 def _run_synth(args) -> int:
-    from .train.data.synth import synth
+    from .data.synth import synth
     classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",") if c.strip()]
     result = synth(args.out, task=args.task, count=args.count, classes=classes, size=args.size,
                    backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers)
@@ -154,7 +172,7 @@ def _run_synth(args) -> int:
 
 
 def _run_pack(args) -> int:
-    from .train.data.pack import pack
+    from .data.pack import pack
     if args.pass_through and args.resize:
         print("note: --pass-through stores original bytes; --resize is ignored", file=sys.stderr)
         args.resize = None
@@ -182,7 +200,8 @@ def _run_pack(args) -> int:
 
 def _run_inspect(args) -> int:
     import json
-    from .train.data.inspect import inspect_rec, format_stats
+
+    from .data.inspect import format_stats, inspect_rec
     stats = inspect_rec(args.rec, classes=args.classes, sheet=args.sheet, samples=args.samples, charts=args.charts)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
@@ -204,14 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_hyperparameters", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if getattr(args, "accepts_hyperparameters", False):
-        args.hyperparameters = _hyperparameters(extra)
-    from .train.errors import UserError
     try:
+        if getattr(args, "accepts_hyperparameters", False):
+            args.hyperparameters = _hyperparameters(extra)
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

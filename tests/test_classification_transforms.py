@@ -2,9 +2,8 @@
 import mxnet as mx
 import numpy as np
 import pytest
-
 from magiccards.train.classification import eval_transform, train_transform
-from magiccards.train.hyperparameters import AUGMENTATIONS, parse
+from magiccards.train.hyperparameters import AUGMENTATIONS, resolve
 
 
 @pytest.mark.parametrize("augmentation", ("",) + AUGMENTATIONS)
@@ -13,7 +12,7 @@ def test_each_augmentation_gives_the_input_shape(augmentation, resize):
     raw = {"task": "classification", "image_shape": "3,48,40", "augmentation_type": augmentation}
     if resize:
         raw["resize"] = str(resize)
-    hp = parse(raw)
+    hp = resolve(raw, "classification")
     image = mx.nd.array(np.random.default_rng(0).integers(0, 255, (90, 120, 3)), dtype=np.uint8)  # HWC, as decoded
     for transform in (train_transform(hp), eval_transform(hp)):
         for _ in range(3):  # random transforms: a few draws

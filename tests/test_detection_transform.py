@@ -4,11 +4,17 @@ import random
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.data.transforms.experimental.bbox import random_crop_with_constraints as gluoncv_crop
+from gluoncv.data.transforms.experimental.bbox import (
+    random_crop_with_constraints as gluoncv_crop,
+)
 from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
-
 from magiccards.train import models
-from magiccards.train.detection_transform import SeededItems, SSDTargets, SSDTrainTransform, random_crop_with_constraints
+from magiccards.train.detection_transform import (
+    SeededItems,
+    SSDTargets,
+    SSDTrainTransform,
+    random_crop_with_constraints,
+)
 
 BOXES = np.array([[30, 40, 120, 170, 0], [150, 60, 260, 210, 1], [200, 200, 300, 310, 2], [10, 250, 60, 300, 1]],
                  dtype=np.float32)

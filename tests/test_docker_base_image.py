@@ -1,6 +1,5 @@
 """The local base image runs Python 3.11 and trusts the host's CA bundle (needs a Docker engine)."""
 import pytest
-
 from magiccards.container import base_image
 
 pytestmark = pytest.mark.docker

@@ -2,7 +2,6 @@
 import mxnet as mx
 import numpy as np
 import pytest
-
 from magiccards.container.cluster import run_cluster
 from magiccards.container.local_run import run_local
 

@@ -4,7 +4,6 @@ import time
 
 import pytest
 from docker.errors import ImageNotFound
-
 from magiccards.container import base_image
 from magiccards.container.image import remove_stale_images
 

@@ -3,9 +3,9 @@ import json
 import tarfile
 
 import pytest
-
 from magiccards.container.docker_run import run_docker
-from magiccards.container.local_run import TrainingFailed
+
+from magiccards.errors import TrainingFailed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -1,11 +1,11 @@
 import json
 
 import pytest
+from magiccards.data.inspect import inspect_rec
+from magiccards.data.pack import pack
 from PIL import Image
 
-from magiccards.train.data.inspect import inspect_rec
-from magiccards.train.data.pack import pack
-from magiccards.train.errors import DataError
+from magiccards.errors import DataError
 
 from .helpers import run_cli
 

@@ -1,7 +1,6 @@
 """The model factory: SSD anchors laid out for the job's image size."""
 import mxnet as mx
 import pytest
-
 from magiccards.train import models
 
 

@@ -5,11 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+from magiccards.data.formats import voc
+from magiccards.data.pack import pack
 from PIL import Image
 
-from magiccards.train.data.formats import voc
-from magiccards.train.data.pack import pack
-from magiccards.train.errors import DataError
+from magiccards.errors import DataError
 
 from .helpers import read_all, run_cli
 

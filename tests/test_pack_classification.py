@@ -1,13 +1,12 @@
+import io
 import subprocess
 import sys
 
 import mxnet as mx
 import numpy as np
+from magiccards.data import cards
+from magiccards.data.pack import pack
 from PIL import Image
-import io
-
-from magiccards.train.data import cards
-from magiccards.train.data.pack import pack
 
 from .helpers import labels_of, lst_rows, read_all, run_cli
 
@@ -77,7 +76,7 @@ def test_cli_prints_counts(card_folders, tmp_path):
 
 def test_pure_python_writer_matches_mxnet_byte_for_byte(tmp_path):
     """Including records that contain the RecordIO magic number (split and re-joined by readers)."""
-    from magiccards.train.data.recordio_writer import IndexedRecordWriter, pack_image_record
+    from magiccards.data.recordio_writer import IndexedRecordWriter, pack_image_record
     magic = (0xCED7230A).to_bytes(4, "little")
     payloads = [b"plain jpeg bytes", magic + b"abcd" + magic, b"xy" + magic + b"zz" + magic + b"tail!", b"", magic]
     labels = [3.0, np.array([4, 5, 10, 20, 0, 0.1, 0.2, 0.3, 0.4], np.float32), 1.0, 0.0, 2.0]

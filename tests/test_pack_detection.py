@@ -4,11 +4,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from PIL import Image
 from gluoncv.data import RecordFileDetection
-
-from magiccards.train.data.labels import parse_detection_label
-from magiccards.train.data.pack import pack
+from magiccards.data.labels import parse_detection_label
+from magiccards.data.pack import pack
+from PIL import Image
 
 from .helpers import labels_of, lst_rows, read_all
 
@@ -132,7 +131,7 @@ def test_other_formats_give_the_same_records_as_voc(raccoon, tmp_path, fmt):
 
 
 def test_auto_detects_each_format(raccoon, tmp_path):
-    from magiccards.train.data.load import detect_format
+    from magiccards.data.load import detect_format
     _write_coco(raccoon, tmp_path / "c.json")
     _write_csv(raccoon, tmp_path / "b.csv")
     _write_sagemaker(raccoon, tmp_path / "sm")

@@ -3,11 +3,11 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from magiccards.data import cards
+from magiccards.data.synth import synth
 from PIL import Image
 
-from magiccards.train.data import cards
-from magiccards.train.data.synth import synth
-from magiccards.train.errors import UserError
+from magiccards.errors import UserError
 
 from .helpers import run_cli
 

@@ -1,11 +1,12 @@
 """Every user error of the training job: non-zero exit and an actionable output/failure."""
-import json
 import shutil
 
 import pytest
-
+from magiccards.container.job import run_toolkit
 from magiccards.container.layout import channels_from_pack_dir, write_job_layout
-from magiccards.container.local_run import TrainingFailed, run_local
+from magiccards.container.local_run import run_local
+
+from magiccards.errors import TrainingFailed
 
 from .helpers import run_cli
 
@@ -26,11 +27,7 @@ def test_missing_train_channel(packed_cards, tmp_path):
     job = tmp_path / "job"
     channels = channels_from_pack_dir(packed_cards)
     write_job_layout(job, {"validation": channels["validation"]}, FAST)
-    from magiccards.container.local_run import TRAINING_MODULE
-    import os, subprocess, sys
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE)
-    r = subprocess.run([sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"],
-                       env=env, capture_output=True, text=True)
+    r = run_toolkit(job)
     assert r.returncode == 1
     assert "the job has no train channel (channels: validation)" in (job / "output" / "failure").read_text()
 
@@ -87,20 +84,16 @@ def test_pretrained_weights_missing(packed_cards, tmp_path):
 
 
 def test_cli_shows_the_failure_reason(packed_cards, tmp_path):
-    r = run_cli("train", packed_cards, "--job-dir", tmp_path / "job", "--optimizer", "adagrad")
+    r = run_cli("train", packed_cards, "--job-dir", tmp_path / "job", "--mini_batch_size", "500")
     assert r.returncode == 1
-    assert "error: training failed: hyperparameter optimizer='adagrad' is not allowed" in r.stderr
+    assert "error: training failed: mini_batch_size=500 is larger than the 120 training images" in r.stderr
     r = run_cli("train", tmp_path / "nowhere")
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
 def test_out_of_memory(packed_cards, tmp_path):
     """On a machine too small for the job (an address-space limit here), the job says what to change."""
-    import os
     import resource
-    import subprocess
-    import sys
-    from magiccards.container.local_run import TRAINING_MODULE
     job = tmp_path / "job"
     write_job_layout(job, channels_from_pack_dir(packed_cards), dict(FAST, image_shape="3,1024,1024", mini_batch_size="64"))
     limit = 6 * 1024 ** 3
@@ -108,9 +101,7 @@ def test_out_of_memory(packed_cards, tmp_path):
     def small_machine():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE)
-    r = subprocess.run([sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"],
-                       env=env, capture_output=True, text=True, preexec_fn=small_machine, timeout=600)
+    r = run_toolkit(job, preexec_fn=small_machine, timeout=600)
     failure = (job / "output" / "failure").read_text()
     assert r.returncode != 0, r.stdout[-2000:]
     assert "out of memory: lower mini_batch_size or image_shape" in failure, failure
@@ -137,3 +128,19 @@ def test_checkpoints_of_another_optimizer_are_a_clear_error(packed_cards, tmp_pa
     run_local(packed_cards, tmp_path / "job", FAST, log=lambda line: None)  # sgd, the built-in default
     _fails(packed_cards, tmp_path, dict(FAST, optimizer="adam", epochs="2"),
            "was written with optimizer=sgd, this job asks for adam")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--optimizer", "adagrad"], "error: hyperparameter optimizer='adagrad' is not allowed; choose one of: sgd"),
+    (["--epochz", "3"], "unknown hyperparameter(s) epochz (did you mean epochs?)"),
+    (["--job_dir", "x"], "--job_dir is not a hyperparameter; did you mean the option --job-dir?"),
+    (["--nms_threshold", "0.3"], "hyperparameter nms_threshold applies to detection only, not classification"),
+    (["--learning_rate", "nan"], "learning_rate='nan' is not a finite number"),
+    (["--num_layers", "200"], "num_layers=200 has no GluonCV ResNet"),
+    (["--epochs"], "hyperparameter --epochs needs a value"),
+])
+def test_cli_checks_hyperparameters_before_laying_out_a_job(packed_cards, tmp_path, args, message):
+    r = run_cli("train", packed_cards, "--job-dir", tmp_path / "job", *args)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "job").exists() and not (tmp_path / "x").exists()

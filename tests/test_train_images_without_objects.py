@@ -4,8 +4,9 @@ import shutil
 import mxnet as mx
 import numpy as np
 import pytest
+from magiccards.container.local_run import run_local
 
-from magiccards.container.local_run import TrainingFailed, run_local
+from magiccards.errors import TrainingFailed
 
 HP = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "1", "mini_batch_size": "8",
       "use_pretrained_model": "0"}

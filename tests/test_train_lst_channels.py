@@ -1,14 +1,10 @@
 """Images plus im2rec .lst files in channels train/train_lst (the built-in algorithms' second input form)."""
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-
+from magiccards.container.job import run_toolkit
 from magiccards.container.layout import write_job_layout
-from magiccards.container.local_run import TRAINING_MODULE
-from magiccards.train.data.pack import pack
+from magiccards.data.pack import pack
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +17,7 @@ def _run_job(job, lst_dir, images, hp):
     for name in ("train", "validation"):
         shutil.rmtree(job / "input" / "data" / name)
         shutil.copytree(images, job / "input" / "data" / name)
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE)
-    return subprocess.run([sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    return run_toolkit(job, timeout=600)
 
 
 def test_classification_from_images_and_lst(card_folders, tmp_path):

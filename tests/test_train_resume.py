@@ -1,22 +1,18 @@
 """SIGTERM (StopTrainingJob, spot interruption, docker stop) writes a checkpoint; re-running resumes from it."""
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import mxnet as mx
 import numpy as np
 import pytest
-
+from magiccards.container.job import start_toolkit
 from magiccards.container.layout import channels_from_pack_dir, write_job_layout
-from magiccards.container.local_run import TRAINING_MODULE, run_local
+from magiccards.container.local_run import run_local
 
 pytestmark = pytest.mark.slow
 
 HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "3", "mini_batch_size": "8", "optimizer": "sgd",
       "learning_rate": "0.02", "num_workers": "0", "seed": "3"}
-TOOLKIT = [sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"]
 
 
 def _final_weights(job):
@@ -30,8 +26,7 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(packed_cards, tmp_
 
     job = tmp_path / "b"
     write_job_layout(job, channels_from_pack_dir(packed_cards), HP)
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(TOOLKIT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_toolkit(job)
     sent = None
     for line in proc.stdout:
         if sent is None and line.startswith("Epoch[0] Time cost"):

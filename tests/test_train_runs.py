@@ -5,10 +5,9 @@ import re
 import mxnet as mx
 import numpy as np
 import pytest
-from PIL import Image
-
 from magiccards.container.local_run import run_local
 from magiccards.train.reporting import METRIC_DEFINITIONS
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from gluoncv import model_zoo
 from gluoncv.model_zoo.model_store import short_hash
+from magiccards.container.local_run import run_local
 
-from magiccards.container.local_run import TrainingFailed, run_local
+from magiccards.errors import TrainingFailed
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,10 @@ seed). It is written under a temporary name and renamed, so a folder that exists
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
+
+from magiccards.files import atomic_path
 
 KEEP = 2
 
@@ -24,17 +25,13 @@ class Checkpoints:
     def save(self, net, trainer, state: dict) -> Path:
         """Write a checkpoint for `state['epoch']` / `state['batch']` (the next step to run)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{state['epoch']:04d}-batch-{state['batch']:06d}"
-        tmp = self.directory / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        net.save_parameters(str(tmp / "model.params"))
-        if self.optimizer_states:
-            trainer.save_states(str(tmp / "trainer.states"))
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        final = self.directory / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        final = self.directory / f"epoch-{state['epoch']:04d}-batch-{state['batch']:06d}"
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            net.save_parameters(str(tmp / "model.params"))
+            if self.optimizer_states:
+                trainer.save_states(str(tmp / "trainer.states"))
+            (tmp / "state.json").write_text(json.dumps(state, indent=1))
         for old in self.all()[:-KEEP]:
             shutil.rmtree(old, ignore_errors=True)
         return final

@@ -6,10 +6,11 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon.data.vision import transforms
 
-from .export import MEAN, STD
+from magiccards.model_dir import MEAN, STD
+
 from .hyperparameters import Hyperparameters
-from .loop import loader_threads
-from .recipe import Recipe
+from .readers import ChannelData
+from .recipe import Recipe, loader_threads
 from .reporting import say
 
 
@@ -46,24 +47,24 @@ class ClassificationRecipe(Recipe):
     score_key = "validation_accuracy"
     train_score_key = "train_accuracy"
 
-    def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
-                 class_counts=None, num_workers: int = 0, part: int = 0, parts: int = 1):
-        super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
+    def __init__(self, net, trainer, train: ChannelData, val: ChannelData | None, hp: Hyperparameters,
+                 classes: list[str], ctx, num_workers: int = 0, part: int = 0, parts: int = 1):
+        super().__init__(net, trainer, hp, classes, ctx, train, val, part, parts)
         self.dtype = "float16" if hp.precision_dtype == "float16" and ctx[0].device_type == "gpu" else "float32"
         if hp.precision_dtype != self.dtype:
             say("precision_dtype=float16 applies on GPUs only: training in float32 on the CPU")
         threads = loader_threads("classification")
-        self.train_loader = gluon.data.DataLoader(train_data.transform_first(train_transform(hp)),
+        self.train_loader = gluon.data.DataLoader(train.dataset.transform_first(train_transform(hp)),
                                                   batch_sampler=self.batch_sampler, num_workers=num_workers,
                                                   thread_pool=threads)
-        if val_data is not None:
-            self.val_loader = gluon.data.DataLoader(val_data.transform_first(eval_transform(hp)),
+        if val is not None:
+            self.val_loader = gluon.data.DataLoader(val.dataset.transform_first(eval_transform(hp)),
                                                     batch_size=hp.mini_batch_size, shuffle=False, last_batch="keep",
                                                     num_workers=num_workers, thread_pool=threads)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.weights = None
-        if hp.use_weighted_loss and class_counts:
-            counts = np.array([max(1, class_counts.get(i, 0)) for i in range(len(classes))], dtype=np.float32)
+        if hp.use_weighted_loss and train.class_counts:
+            counts = np.array([max(1, train.class_counts.get(i, 0)) for i in range(len(classes))], dtype=np.float32)
             self.weights = mx.nd.array(counts.sum() / (len(classes) * counts))
         self.acc, self.loss_metric = mx.metric.Accuracy(), mx.metric.Loss()
         self.metrics = [self.acc, self.loss_metric]
@@ -100,7 +101,7 @@ class ClassificationRecipe(Recipe):
         return np.concatenate(truth).astype(int), np.concatenate(scores)
 
     def evaluate(self) -> dict:
-        if self.val_loader is None:
+        if not self.begin_validation():
             return {}
         truth, scores = self.predict(self.val_loader)
         k = min(self.hp.top_k, scores.shape[1])

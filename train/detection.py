@@ -12,8 +12,8 @@ from mxnet import autograd, gluon
 
 from .detection_transform import SeededItems, SSDTrainTransform
 from .hyperparameters import Hyperparameters
-from .loop import loader_threads
-from .recipe import Recipe
+from .readers import ChannelData
+from .recipe import Recipe, loader_threads
 from .reporting import say
 
 NMS_TOPK = 400
@@ -24,9 +24,9 @@ class DetectionRecipe(Recipe):
     train_score_key = "train_score"
     seeded_items = True
 
-    def __init__(self, net, trainer, train_data, val_data, hp: Hyperparameters, classes: list[str], ctx,
-                 num_workers: int = 0, part: int = 0, parts: int = 1):
-        super().__init__(net, trainer, hp, classes, ctx, len(train_data), part, parts)
+    def __init__(self, net, trainer, train: ChannelData, val: ChannelData | None, hp: Hyperparameters,
+                 classes: list[str], ctx, num_workers: int = 0, part: int = 0, parts: int = 1):
+        super().__init__(net, trainer, hp, classes, ctx, train, val, part, parts)
         _, h, w = hp.image_shape
         self.size = (w, h)
         if hp.precision_dtype == "float16":
@@ -37,11 +37,11 @@ class DetectionRecipe(Recipe):
                                       augmentation=hp.augmentation_type)
         threads = loader_threads("detection")
         self.train_loader = gluon.data.DataLoader(
-            SeededItems(train_data, transform, hp.seed), batch_sampler=self.batch_sampler,
+            SeededItems(train.dataset, transform, hp.seed), batch_sampler=self.batch_sampler,
             batchify_fn=Tuple(Stack(), Stack(), Stack()), num_workers=num_workers, thread_pool=threads)
-        if val_data is not None:
+        if val is not None:
             self.val_loader = gluon.data.DataLoader(
-                val_data.transform(SSDDefaultValTransform(w, h)), hp.mini_batch_size, shuffle=False,
+                val.dataset.transform(SSDDefaultValTransform(w, h)), hp.mini_batch_size, shuffle=False,
                 batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep", num_workers=num_workers,
                 thread_pool=threads)
         self.loss = SSDMultiBoxLoss()
@@ -77,7 +77,7 @@ class DetectionRecipe(Recipe):
         return {"train_cross_entropy": ce, "train_smooth_l1": l1, "train_score": -(ce + l1)}
 
     def evaluate(self) -> dict:
-        if self.val_loader is None:
+        if not self.begin_validation():
             return {}
         self.net.set_nms(nms_thresh=self.hp.nms_threshold, nms_topk=NMS_TOPK)  # also drops the cached graph
         metric = VOC07MApMetric(iou_thresh=0.5, class_names=self.classes)

@@ -17,7 +17,8 @@ from gluoncv.data.transforms import experimental
 from gluoncv.data.transforms import image as timage
 from gluoncv.utils.bbox import bbox_iou
 
-from .export import MEAN, STD
+from magiccards.model_dir import MEAN, STD
+
 from .hyperparameters import DETECTION_AUGMENTATIONS
 
 CONSTRAINTS = ((0.1, None), (0.3, None), (0.5, None), (0.7, None), (0.9, None), (None, 1))

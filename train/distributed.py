@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from .errors import UserError
+from magiccards.errors import UserError
+
 from .reporting import say
 
 PORT = 8000

@@ -12,32 +12,15 @@ import time
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
+
+from magiccards.errors import TrainingStopped, UserError
+from magiccards.files import atomic_path
 
 from .checkpoints import Checkpoints
-from .errors import UserError
 from .hyperparameters import Hyperparameters
 from .reporting import epoch_lines, say, write_history
 
-
 LOG_INTERVAL = 20  # batches between progress lines
-
-
-def loader_threads(task: str) -> bool:
-    """Whether data-loader workers are threads (else forked processes); MAGICCARDS_LOADER overrides.
-
-    Classification decodes and augments in MXNet's C++ ops, which release the GIL: threads keep the
-    compute as busy as processes (bench/bench_train.py) and avoid forking MXNet, which crashed a worker
-    here once. GluonCV's SSD transform is mostly Python: it needs processes.
-    """
-    choice = os.environ.get("MAGICCARDS_LOADER")
-    if choice in ("threads", "processes"):
-        return choice == "threads"
-    return task == "classification"
-
-
-class TrainingStopped(UserError):
-    """SIGTERM arrived (StopTrainingJob, spot interruption, docker stop): a checkpoint was written."""
 
 
 class StopFlag:
@@ -60,32 +43,6 @@ class StopFlag:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-class EpochSampler(mx.gluon.data.Sampler):
-    """Shuffled indices that depend only on (seed, epoch), optionally one shard of several workers.
-
-    With `tickets`, index i of epoch e comes as e * length + i, for a dataset that seeds each item's
-    augmentation from (seed, epoch, index) (`detection_transform.SeededItems`).
-    """
-
-    def __init__(self, length: int, seed: int, shuffle: bool = True, part: int = 0, parts: int = 1,
-                 tickets: bool = False):
-        self.length, self.seed, self.shuffle, self.part, self.parts = length, seed, shuffle, part, parts
-        self.tickets = tickets
-        self.epoch = 0
-
-    def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length) if self.shuffle \
-            else np.arange(self.length)
-        order = order[self.part::self.parts][:len(self)]
-        if self.tickets:
-            order = order + self.epoch * self.length
-        return iter(order.tolist())
-
-    def __len__(self):
-        # every shard has the same length, so dist_sync workers take the same number of steps
-        return self.length // self.parts
-
-
 @dataclasses.dataclass
 class Paths:
     model_dir: Path
@@ -94,13 +51,11 @@ class Paths:
 
 
 def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "algo-1",
-        is_master: bool = True, on_epoch=None, before_epoch=None, before_evaluate=None,
-        distributed: bool = False) -> dict:
+        is_master: bool = True, on_epoch=None, distributed: bool = False) -> dict:
     """Train `hp.epochs` epochs (or until early stopping); return the final state with the best score.
 
     The best parameters (by the recipe's validation score, else the training score) are kept in
-    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint,
-    `before_epoch(epoch)` and `before_evaluate()` before each pass over the data (Pipe mode).
+    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint.
     """
     ckpts = Checkpoints(paths.checkpoints, optimizer_states=not distributed)
     best_file = paths.checkpoints / "best.params"
@@ -129,8 +84,6 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
     try:
         for epoch in range(state["epoch"], hp.epochs):
             start_batch = state["batch"] if epoch == state["epoch"] else 0
-            if before_epoch:
-                before_epoch(epoch)
             recipe.reset_metrics()
             started, samples = time.perf_counter(), 0
             for b, batch in recipe.batches(epoch, start_batch):
@@ -145,8 +98,6 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                                           f"checkpoint {where.name} written; run the job again to resume")
             seconds = time.perf_counter() - started
             record = {"epoch": epoch, "seconds": seconds, "speed": samples / max(seconds, 1e-9), **recipe.train_metrics()}
-            if before_evaluate and recipe.val_loader is not None:
-                before_evaluate()
             record.update(recipe.evaluate())
             for line in epoch_lines(hp.task, epoch, record, host):
                 say(line)
@@ -156,10 +107,8 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                 or (state["best"] == 0 and score > 0)
             if improved:
                 state.update(best=score, best_epoch=epoch, bad_epochs=0)
-                tmp = best_file.with_name(".best.params.tmp")
-                paths.checkpoints.mkdir(parents=True, exist_ok=True)
-                net.save_parameters(str(tmp))
-                os.replace(tmp, best_file)
+                with atomic_path(best_file) as tmp:
+                    net.save_parameters(str(tmp))
             else:
                 state["bad_epochs"] += 1
             state.update(epoch=epoch + 1, batch=0)

@@ -6,6 +6,7 @@ the internet: they come from a `pretrained` channel or GluonCV's model store cac
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -18,8 +19,7 @@ from gluoncv.model_zoo.model_store import short_hash
 from gluoncv.model_zoo.ssd.ssd import get_ssd
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
-from .errors import HyperparameterError, UserError
-
+from magiccards.errors import HyperparameterError, UserError
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,20 @@ def _missing_weights(name: str, dirs: list[Path]) -> UserError:
 
 
 def build(task: str, network: str, classes: list[str], image_size: int, pretrained: bool = False,
-          pretrained_dirs: list[Path] | None = None, log=lambda message: None) -> mx.gluon.HybridBlock:
-    """An initialised network for `classes`; with `pretrained`, the base starts from ImageNet weights."""
+          pretrained_dirs: list[Path] | None = None, log=lambda message: None,
+          shape_label: str | None = None) -> mx.gluon.HybridBlock:
+    """An initialised network for `classes`; with `pretrained`, the base starts from ImageNet weights.
+
+    An `image_size` too small for the network is a HyperparameterError naming `shape_label` (the job's
+    image_shape as given)."""
+    shape_label = shape_label or str(image_size)
     check_network(task, network)
     dirs = list(pretrained_dirs or []) + [STORE_ROOT]
     if task == "classification":
         net = model_zoo.get_model(network, pretrained=False, classes=len(classes))
         net.initialize(mx.init.Xavier(magnitude=2))
-        net(mx.nd.zeros((1, 3, image_size, image_size)))  # settle deferred shapes
+        with _size_fits(network, shape_label):
+            net(mx.nd.zeros((1, 3, image_size, image_size)))  # settle deferred shapes
         if pretrained:
             weights = store_file(network, dirs)
             if weights is None:
@@ -112,14 +118,34 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
     weights = store_file(preset.base, dirs) if pretrained else None
     if pretrained and weights is None:
         raise _missing_weights(preset.base, dirs)
-    net = ssd(preset, classes, image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net.initialize()
-    net(mx.nd.zeros((1, 3, image_size, image_size)))
+    with _size_fits(network, shape_label):
+        net = ssd(preset, classes, image_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net.initialize()
+        net(mx.nd.zeros((1, 3, image_size, image_size)))
     if weights is not None:
         log(f"pretrained: {load_base(net, preset, weights)} base parameters from {weights}")
     return net
+
+
+@contextlib.contextmanager
+def _size_fits(network: str, shape_label: str):
+    """Turn MXNet's shape-inference failure of a first forward pass into a clear HyperparameterError."""
+    try:
+        yield
+    except (mx.base.MXNetError, ValueError) as e:
+        # Gluon wraps a failed first forward of deferred-shape layers in this ValueError
+        shape_failure = isinstance(e, mx.base.MXNetError) or str(e).startswith("Deferred initialization failed")
+        if not shape_failure or "Check failed" not in str(e):
+            raise
+        lines = [line for line in str(e).strip().splitlines() if "Check failed" in line]
+        reason = lines[-1].split("Check failed:")[-1].strip()[:200]
+        raise HyperparameterError(f"image_shape {shape_label} is too small for {network} ({reason}); "
+                                  "use a larger image_shape") from None
+    except ZeroDivisionError:
+        raise HyperparameterError(f"image_shape {shape_label} is too small for {network} (a feature map has no "
+                                  "cell left); use a larger image_shape") from None
 
 
 def load_base(net: mx.gluon.HybridBlock, preset: SSDPreset, params_file: Path) -> int:

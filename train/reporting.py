@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
+
+from magiccards.files import atomic_path, write_text_atomic
 
 logger = logging.getLogger("magiccards.train")
 
@@ -53,16 +54,19 @@ def epoch_lines(task: str, epoch: int, record: dict, host: str) -> list[str]:
     return lines
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def write_history(out_dir: Path, history: list[dict], task: str) -> None:
     """metrics.json and curves.png (loss and validation metric per epoch)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "metrics.json", json.dumps(history, indent=1))
+    write_text_atomic(out_dir / "metrics.json", json.dumps(history, indent=1))
     if not history:
         return
     import matplotlib
@@ -82,9 +86,7 @@ def write_history(out_dir: Path, history: list[dict], task: str) -> None:
                    marker="o", label=metric.replace("_", " "))
     right.set_xlabel("epoch"), right.set_ylim(0, 1.02), right.set_title("quality"), right.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / ".curves.png.tmp", format="png", dpi=100)
-    plt.close(fig)
-    os.replace(out_dir / ".curves.png.tmp", out_dir / "curves.png")
+    _save_figure(fig, out_dir / "curves.png")
 
 
 def write_confusion(out_dir: Path, matrix: np.ndarray, classes: list[str]) -> dict:
@@ -94,8 +96,8 @@ def write_confusion(out_dir: Path, matrix: np.ndarray, classes: list[str]) -> di
     per_class = {c: (float(matrix[i, i] / totals[i]) if totals[i] else None) for i, c in enumerate(classes)}
     rows = ["true\\predicted," + ",".join(classes)] + [f"{c}," + ",".join(str(int(v)) for v in matrix[i])
                                                       for i, c in enumerate(classes)]
-    _atomic_write(out_dir / "confusion-matrix.csv", "\n".join(rows) + "\n")
-    _atomic_write(out_dir / "per-class-accuracy.json", json.dumps(per_class, indent=1))
+    write_text_atomic(out_dir / "confusion-matrix.csv", "\n".join(rows) + "\n")
+    write_text_atomic(out_dir / "per-class-accuracy.json", json.dumps(per_class, indent=1))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -111,14 +113,12 @@ def write_confusion(out_dir: Path, matrix: np.ndarray, classes: list[str]) -> di
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
                         color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / ".confusion-matrix.png.tmp", format="png", dpi=100)
-    plt.close(fig)
-    os.replace(out_dir / ".confusion-matrix.png.tmp", out_dir / "confusion-matrix.png")
+    _save_figure(fig, out_dir / "confusion-matrix.png")
     return per_class
 
 
 def write_per_class_ap(out_dir: Path, names: list[str], aps: list[float]) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     per_class = {n: (None if ap != ap else float(ap)) for n, ap in zip(names, aps)}
-    _atomic_write(out_dir / "per-class-ap.json", json.dumps(per_class, indent=1))
+    write_text_atomic(out_dir / "per-class-ap.json", json.dumps(per_class, indent=1))
     return per_class

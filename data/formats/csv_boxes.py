@@ -4,7 +4,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ...errors import DataError
+from magiccards.errors import DataError
+
 from ..samples import Problems
 from .common import RawImage, RawObject, find_image
 

@@ -11,9 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...errors import DataError
+from magiccards.errors import DataError
+
 from ..samples import Problems, Sample
-from .common import RawImage, RawObject, class_number, find_image, ordered_classes, report_orphans
+from .common import (
+    RawImage,
+    RawObject,
+    class_number,
+    find_image,
+    ordered_classes,
+    report_orphans,
+)
 
 DETECTION, CLASSIFICATION = "groundtruth/object-detection", "groundtruth/image-classification"
 SUFFIXES = (".manifest", ".jsonl")

@@ -16,11 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
-from ..errors import DataError
-from .encode import EncodeOptions, Encoded, encode
+from magiccards.errors import DataError
+from magiccards.files import temporary_name, write_text_atomic
+
+from .encode import Encoded, EncodeOptions, encode
 from .labels import detection_label, lst_line
 from .load import Dataset, load
 from .recordio_writer import IndexedRecordWriter, pack_image_record
@@ -48,7 +49,7 @@ class _SplitWriter:
 
     def __init__(self, out_dir: Path, name: str):
         self.final = {ext: out_dir / f"{name}.{ext}" for ext in ("rec", "idx", "lst")}
-        self.tmp = {ext: out_dir / f".{name}.{ext}.tmp" for ext in self.final}
+        self.tmp = {ext: temporary_name(path) for ext, path in self.final.items()}
         self.record = IndexedRecordWriter(self.tmp["idx"], self.tmp["rec"])
         self.lst = open(self.tmp["lst"], "w")
         self.count = 0
@@ -178,6 +179,4 @@ def _write_report(result: PackResult, dataset: Dataset, out_dir: Path) -> None:
         "images": result.images, "skipped_images": result.skipped, "seconds": round(result.seconds, 3),
         "problem_counts": result.problems, "problems": dataset.problems.as_json(),
     }
-    tmp = out_dir / ".pack-report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out_dir / "pack-report.json")
+    write_text_atomic(out_dir / "pack-report.json", json.dumps(report, indent=2))

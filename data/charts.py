@@ -1,10 +1,11 @@
 """The charts of `magiccards inspect`: class balance, image sizes and, for detection, box sizes and places."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from magiccards.files import atomic_path
 
 
 def draw_stats(path: Path, per_class: dict[str, int], unit: str, sizes: np.ndarray,
@@ -45,8 +46,8 @@ def draw_stats(path: Path, per_class: dict[str, int], unit: str, sizes: np.ndarr
         ax.set_title("box centres")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)

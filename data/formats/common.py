@@ -5,8 +5,9 @@ import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
-from ...errors import DataError
-from ..samples import Box, Problems, Sample, is_image_file
+from magiccards.errors import DataError
+
+from ..samples import IMAGE_SUFFIXES, Box, Problems, Sample, is_image_file
 
 
 @dataclasses.dataclass
@@ -35,12 +36,20 @@ def ordered_classes(named: Iterable[tuple[str, float | None]]) -> list[str]:
     return sorted(ids, key=lambda name: (ids[name], name))
 
 
-def find_image(images: Path, name: str) -> Path:
-    """`images/name`, else `images/<base name>` (annotations often carry the annotator's own folders)."""
-    path = (images / name).resolve()
-    if not path.is_file() and (images / Path(name).name).is_file():
-        return (images / Path(name).name).resolve()
-    return path
+def find_image(images: Path, name: str, stem: str | None = None) -> Path:
+    """The image an annotation names, in the folder `images`: `images/name`, else `images/<base name>`
+    (annotations often carry the annotator's own folders); with `stem` (VOC names images by the XML's
+    stem too), any image suffix after the name's stem or `stem`. When none exists, `images/name`."""
+    for candidate in ([images / name, images / Path(name).name] if name else []):
+        if candidate.is_file():
+            return candidate.resolve()
+    if stem is not None:
+        for base in filter(None, (Path(name).stem if name else None, stem)):
+            for suffix in IMAGE_SUFFIXES:
+                for candidate in (images / f"{base}{suffix}", images / f"{base}{suffix.upper()}"):
+                    if candidate.is_file():
+                        return candidate.resolve()
+    return (images / (name or (f"{stem}.jpg" if stem else ""))).resolve()
 
 
 @dataclasses.dataclass

@@ -4,13 +4,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..errors import DataError
-from .formats import class_folders, coco, csv_boxes, ground_truth, sagemaker_json, voc
+from magiccards.errors import DataError
+
+from .formats import CHOICES, FORMATS, class_folders, ground_truth
 from .formats.common import index_classes, report_orphans, set_relative_paths
 from .samples import Problems, Sample, is_image_file, read_classes
-
-FORMATS = ("auto", "folders", "voc", "coco", "sagemaker", "manifest", "csv")
-FILE_FORMATS = {"coco": "a COCO .json file", "manifest": "a Ground Truth .manifest file", "csv": "a .csv file of boxes"}
 
 
 @dataclasses.dataclass
@@ -24,18 +22,9 @@ class Dataset:
 
 def detect_format(path: Path) -> str:
     """Guess the layout of `path`; raises DataError naming the layouts it knows."""
-    if ground_truth.looks_like(path):
-        return "manifest"
-    if coco.looks_like(path):
-        return "coco"
-    if csv_boxes.looks_like(path):
-        return "csv"
-    if voc.looks_like(path):
-        return "voc"
-    if sagemaker_json.looks_like(path):
-        return "sagemaker"
-    if class_folders.looks_like(path):
-        return "folders"
+    for name, fmt in FORMATS.items():
+        if fmt.reader.looks_like(path):
+            return name
     loose = sum(1 for p in path.iterdir() if is_image_file(p)) if path.is_dir() else 0
     if loose:
         raise DataError(f"{path} holds {loose} image(s) but no class folders or annotations: put each class's images "
@@ -56,16 +45,17 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
     path = Path(path)
     if not path.exists():
         raise DataError(f"input {path} does not exist")
-    if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in CHOICES:
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(CHOICES)}")
     if isinstance(classes, (str, Path)):
         classes = read_classes(Path(classes))
     if images is not None and not Path(images).is_dir():
         raise DataError(f"image folder {images} does not exist")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt in FILE_FORMATS and not path.is_file():
-        raise DataError(f"--format {fmt} reads {FILE_FORMATS[fmt]}; {path} is a folder")
-    if fmt not in FILE_FORMATS and not path.is_dir():
+    reads_a_file = FORMATS[fmt].reads_a_file
+    if reads_a_file and not path.is_file():
+        raise DataError(f"--format {fmt} reads {FORMATS[fmt].reads}; {path} is a folder")
+    if not reads_a_file and not path.is_dir():
         raise DataError(f"--format {fmt} reads a folder; {path} is a file")
     problems = Problems()
     if fmt == "folders":
@@ -75,7 +65,7 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
         samples, classes = ground_truth.read_labels(path, images, classes, problems)
         root, task = path.parent, "classification"
     else:
-        reader = {"voc": voc, "coco": coco, "sagemaker": sagemaker_json, "manifest": ground_truth, "csv": csv_boxes}[fmt]
+        reader = FORMATS[fmt].reader
         raw = reader.read(path, images, problems)
         samples, classes = index_classes(raw, classes, problems)
         image_root = Path(images) if images else reader.image_dir(path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...errors import DataError
+from magiccards.errors import DataError
+
 from ..samples import Problems
 from .common import RawImage, RawObject, class_number, find_image
 

@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import UserError
+from magiccards.errors import UserError
+from magiccards.files import atomic_path, write_bytes_atomic
+
 from . import cards, scenes
 from .formats import voc
 from .samples import is_image_file, write_classes
@@ -106,12 +108,10 @@ def _camera(rng, img, quad, occlusion: float, reach: float) -> np.ndarray:
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise OSError(f"cannot encode {path}")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buf.tobytes())
 
 
 def _render(job: _Job, index: int) -> int:
@@ -127,9 +127,8 @@ def _render(job: _Job, index: int) -> int:
     stem = f"scene-{index:06d}"
     _write_jpeg(job.out_dir / "images" / f"{stem}.jpg", img, quality)
     xml = job.out_dir / "annotations" / f"{stem}.xml"
-    tmp = xml.with_name(f".{xml.name}.tmp")
-    voc.write(tmp, f"{stem}.jpg", job.size, job.size, [(job.classes[c], *box) for c, box in objects])
-    os.replace(tmp, xml)
+    with atomic_path(xml) as tmp:
+        voc.write(tmp, f"{stem}.jpg", job.size, job.size, [(job.classes[c], *box) for c, box in objects])
     return len(objects)
 
 

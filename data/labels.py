@@ -6,9 +6,11 @@ with header width A = 4, object width B = 5, classes from 0 and corners normalis
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import DataError
+from magiccards.errors import DataError
 
 DETECTION_HEADER_WIDTH = 4
 OBJECT_WIDTH = 5
@@ -34,6 +36,26 @@ def parse_detection_label(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             f"label header width {header_width} / object width {object_width} do not fit a label of {label.size} values; "
             "expected [4, 5, width, height, cls, xmin, ymin, xmax, ymax, ...] (im2rec --pack-label)")
     return label[:header_width], label[header_width:].reshape(-1, object_width)
+
+
+def task_of_label(flag: int, label: np.ndarray) -> str:
+    """The task a record's label belongs to (flag and label as in the record's IRHeader)."""
+    label = np.asarray(label, dtype=np.float32).ravel()
+    if flag == 0 or label.size == 1:
+        return "classification"
+    parse_detection_label(label)
+    return "detection"
+
+
+def task_of_rec(rec: Path) -> str | None:
+    """The task of a .rec file's first record; None when the file is missing or holds no record."""
+    from .recordio_reader import read_records, unpack_image_record
+    if not Path(rec).is_file():
+        return None
+    for record in read_records(rec):
+        header, _ = unpack_image_record(record)
+        return task_of_label(header.flag, header.label)
+    return None
 
 
 def lst_line(index: int, label: np.ndarray | float, path: str) -> str:

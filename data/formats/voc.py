@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..samples import IMAGE_SUFFIXES, Problems
-from .common import RawImage, RawObject
+from ..samples import Problems
+from .common import RawImage, RawObject, find_image
 
 ANNOTATION_DIRS = ("annotations", "Annotations")
 IMAGE_DIRS = ("images", "JPEGImages", "Images")
@@ -51,7 +51,7 @@ def read(root: Path, images: Path | None, problems: Problems) -> list[RawImage]:
 
 def _parse(tree: ET.Element, xml_path: Path, images: Path) -> RawImage:
     filename = (tree.findtext("filename") or "").strip()
-    path = _find_image(images, filename, xml_path.stem)
+    path = find_image(images, filename, stem=xml_path.stem)
     size = None
     w, h = tree.findtext("size/width"), tree.findtext("size/height")
     if w and h and float(w) > 0 and float(h) > 0:
@@ -65,17 +65,6 @@ def _parse(tree: ET.Element, xml_path: Path, images: Path) -> RawImage:
         coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         objects.append(RawObject(name, *coords))
     return RawImage(path=path, size=size, objects=objects, source=str(xml_path))
-
-
-def _find_image(images: Path, filename: str, stem: str) -> Path:
-    if filename and (images / filename).is_file():
-        return (images / filename).resolve()
-    for base in filter(None, (Path(filename).stem if filename else None, stem)):
-        for suffix in IMAGE_SUFFIXES:
-            for candidate in (images / f"{base}{suffix}", images / f"{base}{suffix.upper()}"):
-                if candidate.is_file():
-                    return candidate.resolve()
-    return (images / (filename or f"{stem}.jpg")).resolve()
 
 
 def write(path: Path, filename: str, width: int, height: int, objects: list[tuple[str, int, int, int, int]]) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 from collections import Counter
 from pathlib import Path
 
-from ..errors import DataError
+from magiccards.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 

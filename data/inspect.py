@@ -6,15 +6,17 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import mxnet as mx
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from ..errors import DataError
+from magiccards.errors import DataError
+from magiccards.files import atomic_path
+
 from .charts import draw_stats
 from .labels import parse_detection_label
-from .readers import raw_records
+from .recordio_reader import read_at, read_index, unpack_image_record
+from .recordio_reader import read_records as raw_records
 from .samples import read_classes
 
 THUMB = 192
@@ -23,9 +25,9 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
 
 
 def read_records(rec: Path):
-    """Yield (IRHeader, image bytes) for every record, reading sequentially (no .idx needed)."""
+    """Yield (header, image bytes) for every record, reading sequentially (no .idx needed)."""
     for item in raw_records(rec):
-        yield mx.recordio.unpack(item)
+        yield unpack_image_record(item)
 
 
 def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = None, samples: int = 24,
@@ -91,13 +93,9 @@ def _record_bytes(rec: Path, picks: list[int], total: int) -> list[bytes]:
     every record, else by reading the file once more."""
     idx = rec.with_suffix(".idx")
     if idx.is_file():
-        reader = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
-        try:
-            keys = sorted(reader.keys, key=lambda k: reader.idx[k])
-            if len(keys) == total:
-                return [mx.recordio.unpack(reader.read_idx(keys[i]))[1] for i in picks]
-        finally:
-            reader.close()
+        offsets = sorted(read_index(idx).values())
+        if len(offsets) == total:
+            return [unpack_image_record(r)[1] for r in read_at(rec, [offsets[i] for i in picks])]
     wanted = set(picks)
     return [data for i, (_, data) in enumerate(read_records(rec)) if i in wanted]
 
@@ -128,10 +126,8 @@ def draw_sheet(path: Path, images: list[bytes], headers, objects, label_of) -> N
                 _tag(d, (x0 * w, max(0, y0 * h - 14)), label_of(int(cls)), colour, font)
         x, y = (k % cols) * THUMB + (THUMB - img.width) // 2, (k // cols) * THUMB + (THUMB - img.height) // 2
         sheet.paste(img, (x, y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sheet.save(tmp, "PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, "PNG")
 
 
 def _tag(d: ImageDraw.ImageDraw, xy, text: str, colour, font) -> None:

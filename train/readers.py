@@ -15,10 +15,10 @@ import mxnet as mx
 import numpy as np
 from gluoncv.data import RecordFileDetection
 from gluoncv.data.recordio.detection import _transform_label
+from magiccards.data.labels import parse_detection_label, task_of_label
 from tqdm import tqdm
 
-from ..errors import DataError
-from .labels import parse_detection_label
+from magiccards.errors import DataError
 
 
 @dataclasses.dataclass
@@ -28,6 +28,9 @@ class ChannelData:
     class_counts: Counter  # class index -> images (classification) or objects (detection)
     source: str
     left_out: int = 0  # detection records without any object (GluonCV's SSD cannot take them)
+
+    def begin_pass(self) -> None:
+        """Called before each pass over the data; File-mode data is already all there (Pipe mode: pipe.py)."""
 
 
 class _Concat(mx.gluon.data.Dataset):
@@ -90,13 +93,6 @@ def lists_no_object(label: np.ndarray) -> bool:
     """True for a detection label with a header and no object: im2rec writes these for images listed
     without boxes; GluonCV's readers and SSD targets need at least one box per image."""
     return label.size > 1 and label.size <= int(label[0])
-
-
-def task_of_label(flag: int, label: np.ndarray) -> str:
-    if flag == 0 or label.size == 1:
-        return "classification"
-    parse_detection_label(label)
-    return "detection"
 
 
 def check_label(flag: int, label: np.ndarray, task: str, source: str, n: int, counts: Counter) -> None:

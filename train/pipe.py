@@ -13,16 +13,20 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from magiccards.data.labels import task_of_label
 
-from ..errors import DataError
-from .readers import ChannelData, check_label, decode, lists_no_object, raw_records, require_objects, task_of_label
+from magiccards.errors import DataError
+
+from .readers import (
+    ChannelData,
+    check_label,
+    decode,
+    lists_no_object,
+    raw_records,
+    require_objects,
+)
 
 WAIT_SECONDS = 600
-
-
-def next_pass(pipe: PipeChannel, dataset: RecordListDataset) -> None:
-    """Replace the dataset's records with the channel's next pass."""
-    dataset.records = _with_objects(pipe.read_pass(), dataset.task)
 
 
 def _with_objects(records: list[bytes], task: str) -> list[bytes]:
@@ -41,7 +45,8 @@ class PipeChannel:
 
     def __init__(self, data_dir: Path, name: str, wait_seconds: float = WAIT_SECONDS):
         self.data_dir, self.name, self.wait_seconds = Path(data_dir), name, wait_seconds
-        self.passes = 0
+        self.passes = 0  # passes read
+        self.used = 0  # passes begun (PipeChannelData.begin_pass)
 
     def read_pass(self) -> list[bytes]:
         """The raw records of the next FIFO, read to EOF."""
@@ -69,7 +74,22 @@ class RecordListDataset(mx.gluon.data.Dataset):
         return decode(self.records[idx], self.task)
 
 
-def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> tuple[ChannelData, PipeChannel]:
+class PipeChannelData(ChannelData):
+    """A Pipe-mode channel: each pass but the first (read when the channel was opened) reads the next FIFO."""
+
+    def __init__(self, pipe: PipeChannel, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pipe = pipe
+
+    def begin_pass(self) -> None:
+        if self.pipe.passes > self.pipe.used:
+            self.pipe.used += 1  # the pass read when the channel was opened
+            return
+        self.dataset.records = _with_objects(self.pipe.read_pass(), self.dataset.task)
+        self.pipe.used += 1
+
+
+def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> PipeChannelData:
     """The first pass of a Pipe-mode channel as a dataset, with every label checked.
 
     With `task` None the task is taken from the first record.
@@ -86,5 +106,6 @@ def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> tuple[Chan
         header, _ = mx.recordio.unpack(item)
         check_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel(), task, f"{name} (pipe)", n, counts)
     usable = _with_objects(records, task)
-    data = ChannelData(RecordListDataset(usable, task), task, counts, f"{name} (Pipe mode)", len(records) - len(usable))
-    return require_objects(data, name), pipe
+    data = PipeChannelData(pipe, RecordListDataset(usable, task), task, counts, f"{name} (Pipe mode)",
+                           len(records) - len(usable))
+    return require_objects(data, name)

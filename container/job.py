@@ -1,0 +1,103 @@
+"""A job folder's life on this machine: its channels, a clean start, the toolkit's launch, the outcome.
+
+Shared by every way of running the image's algorithm here: `local_run` (the toolkit in a subprocess),
+`docker_run` (one container), `cluster` (several), and the tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from magiccards.errors import TrainingFailed, UserError
+from magiccards.files import atomic_path
+
+from .layout import channels_from_pack_dir, pipe_mode_channels
+
+TRAINING_MODULE = "magiccards.train.entry:main"
+# the training toolkit's own `train` console script, run with this Python
+TOOLKIT_COMMAND = [sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"]
+OPT_ML = "/opt/ml"
+
+
+def job_channels(data_dir: Path, extra_channels: dict[str, Path] | None = None, input_mode: str = "File"
+                 ) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """(channels for the layout, {channel: .rec to stream}) of a job on the pack folder `data_dir`.
+
+    `train`/`validation` come from the pack folder (in Pipe mode their records stream through FIFOs and
+    classes.txt travels in a File-mode channel `classes`); `extra_channels` (name -> folder, such as
+    `model` or `pretrained`) are File-mode channels of that folder's files."""
+    if input_mode not in ("File", "Pipe"):
+        raise UserError(f"--input-mode must be File or Pipe; got {input_mode!r}")
+    channels, feeds = channels_from_pack_dir(data_dir), {}
+    if input_mode == "Pipe":
+        channels, feeds = pipe_mode_channels(channels)
+    for name, folder in (extra_channels or {}).items():
+        if not Path(folder).is_dir():
+            raise UserError(f"channel {name}: {folder} is not a folder")
+        channels[name] = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    return channels, feeds
+
+
+def fresh_status(job_dir: Path) -> Path:
+    """The resolved job folder, without the success or failure file of an earlier run."""
+    job_dir = Path(job_dir).resolve()
+    for stale in ("output/failure", "output/success"):
+        (job_dir / stale).unlink(missing_ok=True)
+    return job_dir
+
+
+def toolkit_env(job_dir: Path) -> dict[str, str]:
+    """The environment that makes the toolkit's `train` run our algorithm on the layout in `job_dir`."""
+    return dict(os.environ, SAGEMAKER_BASE_DIR=str(job_dir), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE,
+                PYTHONUNBUFFERED="1")
+
+
+def start_toolkit(job_dir: Path, **popen) -> subprocess.Popen:
+    """Start the toolkit's `train` entry point on the layout in `job_dir` (stdout and stderr merged, text)."""
+    return subprocess.Popen(TOOLKIT_COMMAND, env=toolkit_env(job_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def run_toolkit(job_dir: Path, **run) -> subprocess.CompletedProcess:
+    """Run the toolkit's `train` on `job_dir` to its end, capturing its log (text)."""
+    return subprocess.run(TOOLKIT_COMMAND, env=toolkit_env(job_dir), capture_output=True, text=True, **run)
+
+
+def failure_reason(job_dir: Path, code: int) -> str | None:
+    """SageMaker's FailureReason of a finished run, None when it succeeded.
+
+    The toolkit exits 0 on an OSError without errno, yet writes the failure file: both count."""
+    failure = Path(job_dir) / "output" / "failure"
+    if code == 0 and not failure.is_file():
+        return None
+    return failure.read_text().strip() if failure.is_file() else f"exit status {code}"
+
+
+def raise_if_failed(job_dir: Path, code: int) -> None:
+    reason = failure_reason(job_dir, code)
+    if reason is not None:
+        raise TrainingFailed(f"training failed: {reason}")
+
+
+def tar_folder(folder: Path, archive: Path) -> Path:
+    """`archive` (.tar.gz) holding the files of `folder` at its root, as SageMaker uploads model/ and output/data/."""
+    with atomic_path(archive) as tmp:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for p in sorted(Path(folder).iterdir()):
+                tar.add(p, arcname=p.name)
+    return archive
+
+
+def container_mounts(job_dir: Path, channels: dict[str, list[Path]]) -> dict[str, dict]:
+    """Docker bind mounts of a job folder as SageMaker presents /opt/ml: config and each channel's files
+    read-only, model/, output/ and checkpoints/ read-write."""
+    volumes = {str(job_dir / "input" / "config"): {"bind": f"{OPT_ML}/input/config", "mode": "ro"}}
+    for sub in ("model", "output", "checkpoints"):
+        volumes[str(job_dir / sub)] = {"bind": f"{OPT_ML}/{sub}", "mode": "rw"}
+    for name, files in channels.items():
+        for f in files:
+            volumes[str(Path(f).resolve())] = {"bind": f"{OPT_ML}/input/data/{name}/{Path(f).name}", "mode": "ro"}
+    return volumes

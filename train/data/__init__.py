@@ -1,1 +1,0 @@
-"""Dataset tools (synth, pack, inspect) beside the RecordIO readers that consume their output."""

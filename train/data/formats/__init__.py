@@ -1,1 +1,0 @@
-"""Annotation formats read by `magiccards pack` (Pascal VOC, COCO, SageMaker JSON, CSV)."""
