@@ -15,7 +15,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -77,6 +77,9 @@ bench-pack: install
 
 bench-train: install
 	$(BIN)/python bench/bench_train.py all --out $(BENCH)/train
+
+bench-startup: install  ## how fast the dataset tools start (no training stack loaded)
+	$(BIN)/python bench/bench_startup.py --out $(BENCH)/startup
 
 bench-image: install docker base-image
 	$(BIN)/python bench/bench_image.py --out $(BENCH)/image

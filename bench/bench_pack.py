@@ -88,7 +88,7 @@ def main() -> int:
         ratios.append(ratio)
         print(f"{label}: {n} images | im2rec {rate['im2rec']:.0f} img/s | pack {rate['pack']:.0f} img/s "
               f"| ratio {ratio:.2f}x")
-    print(f"pack / im2rec throughput: " + ", ".join(f"{r:.2f}x" for r in ratios) + " (target >= 2x)")
+    print("pack / im2rec throughput: " + ", ".join(f"{r:.2f}x" for r in ratios) + " (target >= 2x)")
     return 0
 
 

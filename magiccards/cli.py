@@ -24,8 +24,12 @@ def _add_synth(sub) -> None:
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real photos used as backgrounds")
     p.add_argument("--max-cards", type=int, default=4, help="most cards per detection scene (default 4)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images, whatever --workers (default 0)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    _add_workers(p)
     p.set_defaults(func=_run_synth)
+
+
+def _add_workers(p) -> None:
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
 
 def _add_pack(sub) -> None:
@@ -44,7 +48,7 @@ def _add_pack(sub) -> None:
     p.add_argument("--resize", type=int, default=None, help="shrink so the shorter side is this many pixels")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality when re-encoding (default 95)")
     p.add_argument("--pass-through", action="store_true", help="store the original JPEG bytes unchanged")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    _add_workers(p)
     p.set_defaults(func=_run_pack)
 
 

@@ -181,6 +181,10 @@ def unpack(archive: Path, workdir: Path | None = None, max_bytes: int | None = N
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
+            for m in members:
+                if m.name.startswith(("/", "\\")) or ".." in Path(m.name).parts:
+                    raise ModelDirError(f"{archive} cannot be unpacked as a model archive: member {m.name!r} "
+                                        "points outside the archive's folder")
             total = sum(m.size for m in members if m.isfile())
             if total > limit:
                 raise ModelDirError(f"{archive} would unpack to {total / 1e9:.1f} GB, more than the "

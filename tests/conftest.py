@@ -1,4 +1,4 @@
-"""Shared fixtures: generated card data, the shared raccoon photos, and the Docker engine."""
+"""Shared fixtures: generated card data, real raccoon photos (tests/data/files), and the Docker engine."""
 from __future__ import annotations
 
 import os
@@ -7,14 +7,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MAGICCARDS_SHARED", REPO.parent / "shared"))
-RACCOON = SHARED / "datasets" / "raccoon"
+FILES = Path(__file__).resolve().parent / "data" / "files"
+RACCOON = FILES / "raccoon"  # 24 real photos with VOC boxes (MIT licence)
 
 
 @pytest.fixture(scope="session")
 def raccoon() -> Path:
-    if not (RACCOON / "annotations").is_dir():
-        pytest.fail(f"the shared raccoon dataset is missing at {RACCOON} (set MAGICCARDS_SHARED)")
     return RACCOON
 
 

@@ -28,3 +28,14 @@ def lst_rows(lst: Path) -> list[list[str]]:
 
 def labels_of(header) -> np.ndarray:
     return np.asarray(header.label, dtype=np.float32).ravel()
+
+
+# a quick classification job on the `packed_cards` fixture
+QUICK_HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "mini_batch_size": "8", "optimizer": "sgd",
+            "learning_rate": "0.02", "num_workers": "0"}
+
+
+def final_weights(job: Path, epochs: int) -> dict:
+    """The parameters of a job's checkpoint after its last epoch."""
+    last = sorted((Path(job) / "checkpoints").glob(f"epoch-{epochs:04d}-batch-*"))[-1]
+    return mx.nd.load(str(last / "model.params"))

@@ -1,1 +1,1 @@
-"""The algorithm: hyperparameters, data readers and dataset tools, model factory, training loops, export."""
+"""The algorithm: the job, hyperparameters, channel readers, model factory, recipes, the training loop, export."""

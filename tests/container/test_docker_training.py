@@ -91,13 +91,13 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image, docker_client, packed_
 
 def test_missing_channel_through_docker(image, docker_client, packed_cards, tmp_path):
     """The container exits non-zero and its failure file names the missing channel."""
-    from magiccards.container.docker_run import _volumes
+    from magiccards.container.job import container_mounts
     from magiccards.container.layout import channels_from_pack_dir, write_job_layout
 
     job = tmp_path / "job"
     channels = {"validation": channels_from_pack_dir(packed_cards)["validation"]}
     write_job_layout(job, {"validation": []}, HP)
-    container = docker_client.containers.run(image, ["train"], hostname="algo-1", volumes=_volumes(job, channels),
+    container = docker_client.containers.run(image, ["train"], hostname="algo-1", volumes=container_mounts(job, channels),
                                              detach=True)
     try:
         assert container.wait(timeout=300)["StatusCode"] != 0

@@ -2,27 +2,22 @@
 import signal
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
 from magiccards.container.job import start_toolkit
 from magiccards.container.layout import channels_from_pack_dir, write_job_layout
 from magiccards.container.local_run import run_local
 
+from ..helpers import QUICK_HP, final_weights
+
 pytestmark = pytest.mark.slow
 
-HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "3", "mini_batch_size": "8", "optimizer": "sgd",
-      "learning_rate": "0.02", "num_workers": "0", "seed": "3"}
-
-
-def _final_weights(job):
-    last = sorted((job / "checkpoints").glob("epoch-0003-batch-*"))[-1]
-    return mx.nd.load(str(last / "model.params"))
+HP = dict(QUICK_HP, epochs="3", seed="3")
 
 
 def test_sigterm_checkpoints_and_resume_matches_uninterrupted(packed_cards, tmp_path):
     run_local(packed_cards, tmp_path / "a", HP, log=lambda line: None)
-    reference = _final_weights(tmp_path / "a")
+    reference = final_weights(tmp_path / "a", 3)
 
     job = tmp_path / "b"
     write_job_layout(job, channels_from_pack_dir(packed_cards), HP)
@@ -44,7 +39,7 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(packed_cards, tmp_
     run_local(packed_cards, job, HP, log=lines.append)
     assert any(line.startswith("Resuming from checkpoint epoch-000") for line in lines)
     assert not any(line.startswith("Epoch[0]") for line in lines)
-    resumed = _final_weights(job)
+    resumed = final_weights(job, 3)
     assert resumed.keys() == reference.keys()
     for name in reference:
         np.testing.assert_allclose(resumed[name].asnumpy(), reference[name].asnumpy(), rtol=1e-3, atol=1e-4,

@@ -9,7 +9,7 @@ from PIL import Image
 
 from magiccards.errors import UserError
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 
 def _digests(root):

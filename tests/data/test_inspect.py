@@ -7,7 +7,7 @@ from PIL import Image
 
 from magiccards.errors import DataError
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 
 def test_classification_stats_and_sheet(card_folders, tmp_path):

@@ -1,4 +1,4 @@
-"""Run by tests/test_sdk_local_mode.py in the SageMaker SDK's own venv: Estimator(instance_type='local').fit."""
+"""Run by tests/container/test_sdk_local_mode.py in the SageMaker SDK's own venv: Estimator(instance_type='local').fit."""
 import os
 import sys
 

@@ -1,18 +1,13 @@
 """Pipe mode: records streamed through FIFOs `<channel>_<n>` give the same training as File mode."""
-import mxnet as mx
 import numpy as np
 import pytest
 from magiccards.container.local_run import run_local
 
+from ..helpers import QUICK_HP, final_weights
+
 pytestmark = pytest.mark.slow
 
-HP = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "2", "mini_batch_size": "8", "optimizer": "sgd",
-      "learning_rate": "0.02", "num_workers": "0", "seed": "5"}
-
-
-def _final(job):
-    last = sorted((job / "checkpoints").glob("epoch-0002-batch-*"))[-1]
-    return mx.nd.load(str(last / "model.params"))
+HP = dict(QUICK_HP, epochs="2", seed="5")
 
 
 def test_pipe_mode_matches_file_mode(packed_cards, tmp_path):
@@ -22,7 +17,7 @@ def test_pipe_mode_matches_file_mode(packed_cards, tmp_path):
     assert any("train (Pipe mode)" in line for line in pipe_lines)
     acc = lambda lines: [l for l in lines if "Validation-accuracy" in l]  # noqa: E731
     assert acc(pipe_lines) == acc(file_lines)
-    a, b = _final(tmp_path / "file"), _final(tmp_path / "pipe")
+    a, b = final_weights(tmp_path / "file", 2), final_weights(tmp_path / "pipe", 2)
     for name in a:
         np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
     assert (tmp_path / "pipe" / "model" / "classes.txt").read_text() == (packed_cards / "classes.txt").read_text()

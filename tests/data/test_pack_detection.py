@@ -9,7 +9,7 @@ from magiccards.data.labels import parse_detection_label
 from magiccards.data.pack import pack
 from PIL import Image
 
-from .helpers import labels_of, lst_rows, read_all
+from ..helpers import labels_of, lst_rows, read_all
 
 
 def voc_boxes(xml_path):
@@ -24,7 +24,7 @@ def voc_boxes(xml_path):
 def test_raccoon_boxes_survive_within_a_thousandth(raccoon, tmp_path):
     r = pack(raccoon, tmp_path, val_fraction=0.2, seed=0, resize=256, workers=2, progress=False)
     assert r.classes == ["raccoon"]
-    assert sum(r.images.values()) + r.skipped == 200
+    assert sum(r.images.values()) + r.skipped == len(list((raccoon / "annotations").glob("*.xml")))
     checked = 0
     for split in ("train", "validation"):
         dataset = RecordFileDetection(str(tmp_path / f"{split}.rec"))
@@ -41,7 +41,7 @@ def test_raccoon_boxes_survive_within_a_thousandth(raccoon, tmp_path):
             assert label.shape == (len(objs), 5) and (label[:, 4] == 0).all()
             assert np.abs(got - expected).max() < 1e-3, row[-1]
             checked += 1
-    assert checked == sum(r.images.values()) >= 190
+    assert checked == sum(r.images.values()) >= 20  # of the 24 photos in tests/data/files
 
 
 def test_detection_header_layout(card_scenes, tmp_path):

@@ -8,7 +8,7 @@ from magiccards.data import cards
 from magiccards.data.pack import pack
 from PIL import Image
 
-from .helpers import labels_of, lst_rows, read_all, run_cli
+from ..helpers import labels_of, lst_rows, read_all, run_cli
 
 
 def test_round_trip_with_image_record_iter(card_folders, tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from magiccards.errors import DataError
 
-from .helpers import read_all, run_cli
+from ..helpers import read_all, run_cli
 
 
 def _jpeg(path, size=(48, 40), mode="RGB", colour=(200, 30, 30), fmt="JPEG"):

@@ -8,7 +8,7 @@ from magiccards.container.local_run import run_local
 
 from magiccards.errors import TrainingFailed
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 FAST = {"network": "resnet18_v1b", "image_shape": "3,32,32", "epochs": "1", "mini_batch_size": "8"}
 
