@@ -8,7 +8,7 @@ from magiccards.errors import DataError
 
 from .formats import CHOICES, FORMATS, class_folders, ground_truth
 from .formats.common import index_classes, report_orphans, set_relative_paths
-from .samples import Problems, Sample, is_image_file, read_classes
+from .samples import Problems, Sample, check_class_names, is_image_file, read_classes
 
 
 @dataclasses.dataclass
@@ -49,6 +49,8 @@ def load(path: Path, fmt: str = "auto", images: Path | None = None,
         raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(CHOICES)}")
     if isinstance(classes, (str, Path)):
         classes = read_classes(Path(classes))
+    elif classes is not None:
+        classes = check_class_names(classes, "--classes")
     if images is not None and not Path(images).is_dir():
         raise DataError(f"image folder {images} does not exist")
     fmt = detect_format(path) if fmt == "auto" else fmt

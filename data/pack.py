@@ -102,6 +102,10 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
     if resize is not None and resize < 8:
         raise DataError(f"--resize is the shorter side in pixels and must be at least 8; got {resize}")
     started = time.perf_counter()
+    beside = Path(input_path) / "classes.txt"
+    if classes is None and Path(input_path).is_dir() and beside.is_file():
+        classes = beside  # the dataset's own class order (synth writes one); --classes overrides it
+        log(f"class names and order from {beside}")
     dataset = load(Path(input_path), fmt, images, classes, exclude=Path(out_dir))
     log(f"{dataset.task}: {len(dataset.samples)} image(s), {len(dataset.classes)} class(es) in {dataset.root}")
     train, val = split(dataset.samples, val_fraction, seed)

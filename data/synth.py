@@ -21,7 +21,7 @@ from magiccards.files import atomic_path, write_bytes_atomic
 
 from . import cards, scenes
 from .formats import voc
-from .samples import is_image_file, write_classes
+from .samples import check_class_names, is_image_file, write_classes
 from .workers import pool as workers_pool
 
 MIN_VISIBLE = 0.5  # a card placed in a detection scene keeps at least this share of its area visible
@@ -151,9 +151,9 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
     """Render `count` images of `classes` (a number or names) into `out_dir`; see the module docstring."""
     if task not in ("classification", "detection"):
         raise UserError(f"--task must be classification or detection; got {task!r}")
-    names = cards.class_names(classes) if isinstance(classes, int) else list(classes)
-    if len(names) < (2 if task == "classification" else 1) or len(set(names)) != len(names):
-        raise UserError(f"need distinct class names (at least 2 for classification); got {names}")
+    names = cards.class_names(classes) if isinstance(classes, int) else check_class_names(classes, "--classes")
+    if len(names) < (2 if task == "classification" else 1):
+        raise UserError(f"need at least {2 if task == 'classification' else 1} class(es) for {task}; got {names}")
     bad = [n for n in names if not n or "/" in n or n.startswith(".")]
     if bad:
         raise UserError(f"class names must be usable as folder names; bad: {bad}")
@@ -175,8 +175,7 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
     folders = [out_dir / n for n in names] if task == "classification" else [out_dir / "images", out_dir / "annotations"]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    if task == "detection":
-        write_classes(out_dir / "classes.txt", names)
+    write_classes(out_dir / "classes.txt", names)  # the class order; `pack` keeps it
     job = _Job(out_dir, task, tuple(names), size, photos, max_cards, seed)
     started = time.perf_counter()
     workers = max(1, workers or os.cpu_count() or 1)

@@ -42,7 +42,8 @@ def _add_pack(sub) -> None:
     p.add_argument("--format", default="auto", choices=CHOICES,
                    help="input layout (default: recognised from the input)")
     p.add_argument("--images", type=Path, default=None, help="image folder, when not the default beside the annotations")
-    p.add_argument("--classes", type=Path, default=None, help="classes.txt fixing class names and order")
+    p.add_argument("--classes", type=Path, default=None,
+                   help="classes.txt fixing class names and order (default: INPUT/classes.txt when there is one)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
     p.add_argument("--resize", type=int, default=None, help="shrink so the shorter side is this many pixels")
@@ -167,7 +168,7 @@ def _run_base_image(args) -> int:
 
 def _run_synth(args) -> int:
     from .data.synth import synth
-    classes = int(args.classes) if args.classes.isdigit() else [c.strip() for c in args.classes.split(",") if c.strip()]
+    classes = int(args.classes) if args.classes.isdigit() else args.classes.split(",")
     result = synth(args.out, task=args.task, count=args.count, classes=classes, size=args.size,
                    backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers)
     print(f"wrote {result.images} {args.task} image(s) of {len(result.classes)} class(es) to {args.out} "

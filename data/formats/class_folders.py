@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..samples import Problems, Sample, is_image_file
+from .common import cleaned_name
 
 
 def looks_like(root: Path) -> bool:
@@ -25,8 +26,9 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
         if is_image_file(p):
             problems.add("outside class folder", p, "images must sit in a folder named after their class; skipped", images=1)
     found: dict[str, list[Path]] = {}
+    reported: set = set()
     for folder in folders:
-        files = []
+        files = found.setdefault(cleaned_name(folder.name, folder, problems, reported), [])
         for p in sorted(folder.rglob("*")):
             if p.is_dir() or p.name.startswith(".") or inside(p):
                 continue
@@ -34,7 +36,6 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
                 files.append(p)
             else:
                 problems.add("not an image", p, f"suffix {p.suffix or '(none)'} is not an image format; skipped")
-        found[folder.name] = files
     if classes is None:
         for name, files in found.items():
             if not files:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from magiccards.errors import DataError
 
-from ..samples import IMAGE_SUFFIXES, Box, Problems, Sample, is_image_file
+from ..samples import (
+    IMAGE_SUFFIXES,
+    Box,
+    Problems,
+    Sample,
+    clean_class_name,
+    is_image_file,
+)
 
 
 @dataclasses.dataclass
@@ -93,6 +100,31 @@ def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
 
 
+def cleaned_name(name: str, item: str | Path, problems: Problems, reported: set) -> str:
+    """`name` as classes.txt can hold it (see samples.clean_class_name); a name that had to change is
+    reported once."""
+    clean = clean_class_name(name)
+    if clean and clean != str(name).strip() and name not in reported:
+        reported.add(name)
+        problems.add("class name changed", item, f"class name {name!r} holds a line break or tab; "
+                     f"each run of them is replaced by a space: {clean!r}")
+    return clean
+
+
+def clean_object_names(raw: list[RawImage], problems: Problems) -> None:
+    """Every object's class name cleaned where it enters; objects without a name are dropped and counted."""
+    reported: set = set()
+    for r in raw:
+        kept = []
+        for o in r.objects:
+            o.name = cleaned_name(o.name, r.source, problems, reported)
+            if o.name:
+                kept.append(o)
+            else:
+                problems.add("empty class name", r.source, "an object has no class name; object skipped")
+        r.objects = kept
+
+
 def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Problems) -> tuple[list[Sample], list[str]]:
     """Turn raw annotations into detection samples.
 
@@ -101,6 +133,7 @@ def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Prob
     category ids, SageMaker class_id), else sorted. Repeated images are merged once; images left
     without any usable object are skipped and reported.
     """
+    clean_object_names(raw, problems)
     if classes is None:
         classes = ordered_classes((o.name, o.class_id) for r in raw for o in r.objects)
     index = {name: i for i, name in enumerate(classes)}

@@ -18,6 +18,7 @@ from .common import (
     RawImage,
     RawObject,
     class_number,
+    cleaned_name,
     find_image,
     ordered_classes,
     report_orphans,
@@ -78,13 +79,17 @@ def read_labels(path: Path, images: Path | None, classes: list[str] | None,
     Images in the image folder that no line mentions are reported."""
     images = images or image_dir(path)
     found: list[tuple[str, Path, str, float | None]] = []
+    reported: set = set()
     for where, ref, kind, label, meta in _lines(path, problems):
         name = meta.get("class-name") if isinstance(meta, dict) else None
         if kind != CLASSIFICATION or class_number(label) is None:
             problems.add("corrupt annotation", where, f"not an image-classification label ({kind}); line skipped")
             continue
-        found.append((where, find_image(images, ref), str(name if name is not None else int(class_number(label))),
-                      class_number(label)))
+        name = cleaned_name(str(name if name is not None else int(class_number(label))), where, problems, reported)
+        if not name:
+            problems.add("empty class name", where, "the label's class-name is empty; image skipped", images=1)
+            continue
+        found.append((where, find_image(images, ref), name, class_number(label)))
     if classes is None:
         classes = ordered_classes((name, number) for _, _, name, number in found)
     index = {name: i for i, name in enumerate(classes)}

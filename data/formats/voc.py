@@ -58,10 +58,10 @@ def _parse(tree: ET.Element, xml_path: Path, images: Path) -> RawImage:
         size = (int(float(w)), int(float(h)))
     objects = []
     for obj in tree.iter("object"):
-        name = (obj.findtext("name") or "").strip()
+        name = obj.findtext("name") or ""  # cleaned (and an empty one counted) by common.index_classes
         box = obj.find("bndbox")
-        if box is None or not name:
-            raise ValueError("an <object> lacks <name> or <bndbox>")
+        if box is None:
+            raise ValueError("an <object> lacks <bndbox>")
         coords = [float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
         objects.append(RawObject(name, *coords))
     return RawImage(path=path, size=size, objects=objects, source=str(xml_path))

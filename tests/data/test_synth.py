@@ -17,9 +17,10 @@ def _digests(root):
 
 
 def test_classification_writes_class_folders(card_folders):
-    folders = sorted(p.name for p in card_folders.iterdir())
+    folders = sorted(p.name for p in card_folders.iterdir() if p.is_dir())
     assert folders == sorted(cards.class_names(4))
-    for folder in card_folders.iterdir():
+    assert (card_folders / "classes.txt").read_text().split() == cards.class_names(4)  # the class order
+    for folder in (p for p in card_folders.iterdir() if p.is_dir()):
         files = list(folder.glob("*.jpg"))
         assert len(files) == 10
         assert Image.open(files[0]).size == (96, 96)
@@ -72,7 +73,8 @@ def test_named_classes_and_photo_backgrounds(tmp_path, raccoon):
     (dict(count=0), "--count"),
     (dict(size=8), "--size"),
     (dict(classes=["solo"]), "at least 2"),
-    (dict(classes=["a", "a"]), "distinct"),
+    (dict(classes=["a", "a"]), "'a' appear more than once"),
+    (dict(classes=["a", " "]), "class 1 has an empty name"),
     (dict(task="segmentation"), "--task"),
     (dict(backgrounds="/nonexistent"), "--backgrounds"),
 ])
