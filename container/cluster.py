@@ -14,10 +14,12 @@ from magiccards.errors import TrainingFailed, UserError
 
 from .docker_engine import client as docker_client
 from .job import (
+    StopSignals,
     container_mounts,
     failure_reason,
     fresh_status,
     job_channels,
+    stop_container,
     tar_folder,
 )
 from .layout import write_job_layout
@@ -34,6 +36,7 @@ def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_c
     job_dir = Path(job_dir).resolve()
     network = client.networks.create(f"magiccards-{uuid.uuid4().hex[:8]}", driver="bridge")
     containers = []
+    stop = StopSignals(lambda: [stop_container(c) for c in containers])
     try:
         for host in hosts:
             host_dir = fresh_status(job_dir / host)
@@ -44,22 +47,21 @@ def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_c
             client.api.disconnect_container_from_network(c.id, "bridge")
             network.connect(c, aliases=[host])
             containers.append(c)
-        for c in containers:
-            c.start()
-        threads = [threading.Thread(target=_stream, args=(c, host, log), daemon=True) for c, host in zip(containers, hosts)]
-        for t in threads:
-            t.start()
-        codes = [c.wait()["StatusCode"] for c in containers]
-        for t in threads:
-            t.join(timeout=10)
-    except KeyboardInterrupt:
-        for c in containers:
-            c.stop(timeout=120)
-        raise
+        with stop:
+            for c in containers:
+                c.start()
+            threads = [threading.Thread(target=_stream, args=(c, host, log), daemon=True)
+                       for c, host in zip(containers, hosts)]
+            for t in threads:
+                t.start()
+            codes = [c.wait()["StatusCode"] for c in containers]
+            for t in threads:
+                t.join(timeout=10)
     finally:
         for c in containers:
             c.remove(force=True)
         network.remove()
+    stop.raise_if_stopped(job_dir / hosts[0])
     master = job_dir / hosts[0]
     tar_folder(master / "model", job_dir / "model.tar.gz")
     tar_folder(master / "output" / "data", job_dir / "output.tar.gz")

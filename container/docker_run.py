@@ -16,10 +16,12 @@ from magiccards.errors import UserError
 from .docker_engine import client as docker_client
 from .job import (
     OPT_ML,
+    StopSignals,
     container_mounts,
     fresh_status,
     job_channels,
     raise_if_failed,
+    stop_container,
     tar_folder,
 )
 from .layout import write_job_layout
@@ -50,15 +52,14 @@ def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str 
         container = client.containers.run(image, ["train"], hostname="algo-1", volumes=volumes,
                                           detach=True, stop_signal="SIGTERM")
         try:
-            for chunk in container.logs(stream=True, follow=True):
-                for line in chunk.decode(errors="replace").splitlines():
-                    log(line)
-            code = container.wait()["StatusCode"]
-        except KeyboardInterrupt:
-            container.stop(timeout=120)  # SIGTERM, then SIGKILL after 120 s, as SageMaker does
-            raise
+            with StopSignals(lambda: stop_container(container)) as stop:
+                for chunk in container.logs(stream=True, follow=True):
+                    for line in chunk.decode(errors="replace").splitlines():
+                        log(line)
+                code = container.wait()["StatusCode"]
         finally:
             container.remove(force=True)
+    stop.raise_if_stopped(job_dir)
     tar_folder(job_dir / "model", job_dir / "model.tar.gz")
     tar_folder(job_dir / "output" / "data", job_dir / "output.tar.gz")
     raise_if_failed(job_dir, code)

@@ -6,12 +6,14 @@ Shared by every way of running the image's algorithm here: `local_run` (the tool
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
-from magiccards.errors import TrainingFailed, UserError
+from magiccards.errors import TrainingFailed, TrainingStopped, UserError
 from magiccards.files import atomic_path
 
 from .layout import channels_from_pack_dir, pipe_mode_channels
@@ -41,6 +43,42 @@ def job_channels(data_dir: Path, extra_channels: dict[str, Path] | None = None, 
     return channels, feeds
 
 
+class StopSignals:
+    """While a job runs: SIGTERM, SIGHUP and SIGINT are forwarded to it once (through `stop`, which asks
+    the job to checkpoint and end, as SageMaker's StopTrainingJob does); the caller keeps reading the
+    job's log until it ends, then calls `raise_if_stopped`. Only in the main thread (signal handlers)."""
+
+    def __init__(self, stop):
+        self.stop, self.received = stop, None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+            print(f"{self.received}: asking the job to write a checkpoint and stop (it may take a minute) ...",
+                  file=sys.stderr, flush=True)
+            self.stop()
+
+    def raise_if_stopped(self, job_dir: Path) -> None:
+        """After the job ended: Ctrl-C is a KeyboardInterrupt (exit 130), SIGTERM/SIGHUP a TrainingStopped (143)."""
+        if self.received == "SIGINT":
+            raise KeyboardInterrupt
+        if self.received is not None:
+            raise TrainingStopped(f"stopped by {self.received}: the job wrote a checkpoint in {job_dir}/checkpoints; "
+                                  "run the same command again to resume")
+
+
 def fresh_status(job_dir: Path) -> Path:
     """The resolved job folder, without the success or failure file of an earlier run."""
     job_dir = Path(job_dir).resolve()
@@ -56,9 +94,12 @@ def toolkit_env(job_dir: Path) -> dict[str, str]:
 
 
 def start_toolkit(job_dir: Path, **popen) -> subprocess.Popen:
-    """Start the toolkit's `train` entry point on the layout in `job_dir` (stdout and stderr merged, text)."""
+    """Start the toolkit's `train` entry point on the layout in `job_dir` (stdout and stderr merged, text).
+
+    It runs in a session of its own: a terminal's Ctrl-C or hang-up reaches the caller, which forwards
+    it (StopSignals) instead of killing the job mid-step."""
     return subprocess.Popen(TOOLKIT_COMMAND, env=toolkit_env(job_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen)
 
 
 def run_toolkit(job_dir: Path, **run) -> subprocess.CompletedProcess:
@@ -89,6 +130,11 @@ def tar_folder(folder: Path, archive: Path) -> Path:
             for p in sorted(Path(folder).iterdir()):
                 tar.add(p, arcname=p.name)
     return archive
+
+
+def stop_container(container, grace_seconds: int = 120) -> None:
+    """`docker stop -t 120` in the background: SIGTERM, then SIGKILL after the grace period, as SageMaker does."""
+    threading.Thread(target=container.stop, kwargs={"timeout": grace_seconds}, daemon=True).start()
 
 
 def container_mounts(job_dir: Path, channels: dict[str, list[Path]]) -> dict[str, dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .job import fresh_status, job_channels, raise_if_failed, start_toolkit
+from .job import StopSignals, fresh_status, job_channels, raise_if_failed, start_toolkit
 from .layout import write_job_layout
 from .pipe_feeder import PipeFeeder
 
@@ -23,13 +23,10 @@ def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channe
     write_job_layout(job_dir, channels, hyperparameters, pipe_channels=set(feeds))
     with PipeFeeder(job_dir / "input" / "data", feeds):
         proc = start_toolkit(job_dir)
-        try:
+        with StopSignals(proc.terminate) as stop:  # SIGTERM: the job writes a checkpoint and stops
             for line in proc.stdout:
                 log(line.rstrip("\n"))
             code = proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()  # SIGTERM: the job writes a checkpoint in the job folder and stops
-            proc.wait(timeout=120)
-            raise
+    stop.raise_if_stopped(job_dir)
     raise_if_failed(job_dir, code)
     return job_dir / "model"

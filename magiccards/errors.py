@@ -46,6 +46,8 @@ class TrainingFailed(UserError):
 class TrainingStopped(UserError):
     """SIGTERM arrived (StopTrainingJob, spot interruption, docker stop): a checkpoint was written."""
 
+    exit_code = 143  # 128 + SIGTERM, as a shell reports a process ended by it
+
 
 class AwsConfigError(UserError):
     """AWS credentials, region, endpoint or permissions do not allow the call."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,24 @@ METRIC_DEFINITIONS = {
 }
 
 
+_reader_gone = False
+
+
 def say(line: str) -> None:
-    """One log line, flushed at once (CloudWatch and `docker logs` read stdout)."""
-    print(line, flush=True)
+    """One log line, flushed at once (CloudWatch and `docker logs` read stdout).
+
+    When nobody reads the log any more (the pipe to a stopped `magiccards train` broke), logging ends
+    and training goes on: stdout and stderr then lead to /dev/null."""
+    global _reader_gone
+    if _reader_gone:
+        return
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, ValueError, OSError):
+        _reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
 
 
 def epoch_lines(task: str, epoch: int, record: dict, host: str) -> list[str]:

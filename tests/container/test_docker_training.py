@@ -104,3 +104,25 @@ def test_missing_channel_through_docker(image, docker_client, packed_cards, tmp_
     finally:
         container.remove(force=True)
     assert "the job has no train channel (channels: validation)" in (job / "output" / "failure").read_text()
+
+
+def test_sigterm_to_the_cli_stops_the_container_gracefully(image, docker_client, packed_cards, tmp_path):
+    """`magiccards train --docker` forwards SIGTERM as `docker stop -t 120`: checkpoint, exit 143, no container left."""
+    import signal
+    import subprocess
+    import sys
+
+    hp = dict(HP, epochs="3", mini_batch_size="8", num_workers="0")
+    job = tmp_path / "job"
+    args = [a for k, v in hp.items() for a in (f"--{k}", v)]
+    proc = subprocess.Popen([sys.executable, "-m", "magiccards.cli", "train", str(packed_cards), "--docker", "--image",
+                             image, "--job-dir", str(job), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch[0] Time cost"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=200)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err
+    assert list((job / "checkpoints").glob("epoch-*"))
+    assert not [c for c in docker_client.containers.list(all=True) if c.image.tags and c.image.tags[0] == image]
