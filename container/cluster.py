@@ -19,6 +19,7 @@ from .job import (
     failure_reason,
     fresh_status,
     job_channels,
+    set_checkpoints_aside,
     stop_container,
     tar_folder,
 )
@@ -26,7 +27,7 @@ from .layout import write_job_layout
 
 
 def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_count: int,
-                image: str = "magiccards:cpu", log=print) -> Path:
+                image: str = "magiccards:cpu", fresh: bool = False, log=print) -> Path:
     """Train on `instance_count` containers; returns algo-1's model directory."""
     if instance_count < 2:
         raise UserError("--instance-count must be at least 2 for a cluster")
@@ -40,6 +41,8 @@ def run_cluster(data_dir: Path, job_dir: Path, hyperparameters: dict, instance_c
     try:
         for host in hosts:
             host_dir = fresh_status(job_dir / host)
+            if fresh:
+                set_checkpoints_aside(host_dir, log)
             write_job_layout(host_dir, {name: [] for name in channels}, hyperparameters, hosts=tuple(hosts),
                              current_host=host)
             c = client.containers.create(image, ["train"], hostname=host, volumes=container_mounts(host_dir, channels),

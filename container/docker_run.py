@@ -21,6 +21,7 @@ from .job import (
     fresh_status,
     job_channels,
     raise_if_failed,
+    set_checkpoints_aside,
     stop_container,
     tar_folder,
 )
@@ -29,7 +30,8 @@ from .pipe_feeder import PipeFeeder
 
 
 def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str = "magiccards:cpu",
-               extra_channels: dict[str, Path] | None = None, input_mode: str = "File", log=print) -> Path:
+               extra_channels: dict[str, Path] | None = None, input_mode: str = "File", fresh: bool = False,
+               log=print) -> Path:
     """Train in the image on the pack folder `data_dir`; returns the model directory.
 
     In Pipe mode the host feeds FIFOs in the job's input/data/, mounted at /opt/ml/input/data.
@@ -41,6 +43,8 @@ def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str 
         raise UserError(f"image {image} is not built here; run `make image` (or magiccards image --tag {image})") from None
     channels, feeds = job_channels(data_dir, extra_channels, input_mode)
     job_dir = fresh_status(job_dir)
+    if fresh:
+        set_checkpoints_aside(job_dir, log)
     if feeds:  # Pipe mode: the FIFOs and the File-mode channels' copies live in the mounted input/data
         write_job_layout(job_dir, channels, hyperparameters, pipe_channels=set(feeds), link=False)
         volumes = container_mounts(job_dir, {})

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 from magiccards.errors import TrainingFailed, TrainingStopped, UserError
@@ -85,6 +86,17 @@ def fresh_status(job_dir: Path) -> Path:
     for stale in ("output/failure", "output/success"):
         (job_dir / stale).unlink(missing_ok=True)
     return job_dir
+
+
+def set_checkpoints_aside(job_dir: Path, log=print) -> Path | None:
+    """`--fresh`: move the job folder's checkpoints to checkpoints-before-<time> so the job starts anew."""
+    checkpoints = Path(job_dir) / "checkpoints"
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        return None
+    aside = checkpoints.with_name(f"checkpoints-before-{time.strftime('%Y%m%d-%H%M%S')}")
+    checkpoints.rename(aside)
+    log(f"--fresh: the earlier checkpoints are now in {aside}")
+    return aside
 
 
 def toolkit_env(job_dir: Path) -> dict[str, str]:

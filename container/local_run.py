@@ -7,19 +7,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .job import StopSignals, fresh_status, job_channels, raise_if_failed, start_toolkit
+from .job import (
+    StopSignals,
+    fresh_status,
+    job_channels,
+    raise_if_failed,
+    set_checkpoints_aside,
+    start_toolkit,
+)
 from .layout import write_job_layout
 from .pipe_feeder import PipeFeeder
 
 
 def run_local(data_dir: Path, job_dir: Path, hyperparameters: dict, extra_channels: dict[str, Path] | None = None,
-              input_mode: str = "File", log=print) -> Path:
+              input_mode: str = "File", fresh: bool = False, log=print) -> Path:
     """Train on the pack folder `data_dir` in the job folder `job_dir`; returns the model directory.
 
-    With `input_mode="Pipe"` the train and validation records stream through FIFOs as in SageMaker.
+    With `input_mode="Pipe"` the train and validation records stream through FIFOs as in SageMaker;
+    `fresh` sets earlier checkpoints aside instead of resuming from them.
     """
     channels, feeds = job_channels(data_dir, extra_channels, input_mode)
     job_dir = fresh_status(job_dir)
+    if fresh:
+        set_checkpoints_aside(job_dir, log)
     write_job_layout(job_dir, channels, hyperparameters, pipe_channels=set(feeds))
     with PipeFeeder(job_dir / "input" / "data", feeds):
         proc = start_toolkit(job_dir)

@@ -74,6 +74,8 @@ def _add_train(sub) -> None:
                    help="the /opt/ml-like job folder; the model lands in JOB_DIR/model (default ./training-job)")
     p.add_argument("--pretrained", type=Path, default=None, help="folder of pretrained .params (channel 'pretrained')")
     p.add_argument("--model", type=Path, default=None, help="earlier model directory to continue from (channel 'model')")
+    p.add_argument("--fresh", action="store_true",
+                   help="start anew: move the job folder's checkpoints aside instead of resuming from them")
     p.add_argument("--docker", action="store_true", help="run inside the training image, as SageMaker does")
     p.add_argument("--image", default="magiccards:cpu", help="image for --docker (default magiccards:cpu)")
     p.add_argument("--instance-count", type=int, default=1,
@@ -123,15 +125,16 @@ def _run_train(args) -> int:
     extra = {k: v for k, v in (("pretrained", args.pretrained), ("model", args.model)) if v is not None}
     if args.instance_count > 1:
         from .container.cluster import run_cluster
-        model_dir = run_cluster(args.data, args.job_dir, args.hyperparameters, args.instance_count, image=args.image)
+        model_dir = run_cluster(args.data, args.job_dir, args.hyperparameters, args.instance_count, image=args.image,
+                                fresh=args.fresh)
     elif args.docker:
         from .container.docker_run import run_docker
         model_dir = run_docker(args.data, args.job_dir, args.hyperparameters, image=args.image, extra_channels=extra,
-                               input_mode=args.input_mode)
+                               input_mode=args.input_mode, fresh=args.fresh)
     else:
         from .container.local_run import run_local
         model_dir = run_local(args.data, args.job_dir, args.hyperparameters, extra_channels=extra,
-                              input_mode=args.input_mode)
+                              input_mode=args.input_mode, fresh=args.fresh)
     print(f"model directory: {model_dir}")
     return 0
 

@@ -12,7 +12,18 @@ from pathlib import Path
 
 from magiccards.files import atomic_path
 
+from .hyperparameters import Hyperparameters
+
 KEEP = 2
+
+
+# hyperparameters that do not change what a job computes: a rerun may change them and still resume
+RUNTIME_ONLY = ("num_workers", "checkpoint_frequency")
+
+
+def job_fingerprint(hp: Hyperparameters, data: dict[str, str | None]) -> dict:
+    """What a checkpoint belongs to: the data channels' digests and the hyperparameters that change the result."""
+    return {"data": data, "hyperparameters": {k: v for k, v in hp.as_strings().items() if k not in RUNTIME_ONLY}}
 
 
 class Checkpoints:

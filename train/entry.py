@@ -9,6 +9,7 @@ channels -> hyperparameters -> classes -> network -> recipe -> fit -> export.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from magiccards.errors import DataError, HyperparameterError, UserError
+from magiccards.errors import DataError, HyperparameterError, ModelDirError, UserError
 from magiccards.model_dir import (
     TRAINING_STATE,
     open_model_dir,
@@ -27,6 +28,7 @@ from magiccards.model_dir import (
 
 from . import models, optim
 from .channels import class_names, data_task, open_split, require_train
+from .checkpoints import job_fingerprint
 from .distributed import ParameterServer
 from .export import export, write_graph
 from .hyperparameters import Hyperparameters, resolve
@@ -70,11 +72,17 @@ def run(job: Job) -> dict:
         recipe.trainer = optim.trainer(net.collect_params(), hp, max(1, recipe.steps_per_epoch()), kvstore=kvstore)
         net.hybridize(static_alloc=True, static_shape=True)
         paths = Paths(job.model_dir, job.output_dir, job.checkpoints)
+        fingerprint = job_fingerprint(hp, {"train": train.digest, "validation": val.digest if val else None,
+                                           **_channel_digests(job, ("model", "pretrained"))})
         with _out_of_memory_is_a_user_error():
             state = fit(recipe, net, recipe.trainer, hp, paths, host=job.current_host, is_master=job.is_master,
-                        distributed=parts > 1, on_epoch=_periodic_export(hp, net, job.model_dir) if job.is_master else None)
+                        distributed=parts > 1, fingerprint=fingerprint,
+                        on_epoch=_periodic_export(hp, net, job.model_dir) if job.is_master else None)
         if not job.is_master:
             say(f"{job.current_host}: training done; {job.hosts[0]} writes the model")
+            return state
+        if state.get("already_done") and _holds_a_model(job.model_dir):
+            say(f"the model in {job.model_dir} is this job's and stays as it is (pass --fresh to train again)")
             return state
 
         metrics = _final_report(hp, recipe, classes, paths, state)
@@ -85,6 +93,25 @@ def run(job: Job) -> dict:
         return state
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _channel_digests(job: Job, names: tuple[str, ...]) -> dict[str, str]:
+    """A digest of the file names and sizes of each of these channels the job has (model, pretrained)."""
+    digests = {}
+    for name in names:
+        if name in job.channels:
+            files = sorted((str(p.relative_to(job.channels[name])), p.stat().st_size)
+                           for p in job.channels[name].rglob("*") if p.is_file())
+            digests[name] = hashlib.sha256(repr(files).encode()).hexdigest()
+    return digests
+
+
+def _holds_a_model(folder: Path) -> bool:
+    try:
+        open_model_dir(folder)
+        return True
+    except ModelDirError:
+        return False
 
 
 def _hyperparameters_and_train(job: Job, workdir: Path) -> tuple[Hyperparameters, ChannelData]:

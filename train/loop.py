@@ -6,6 +6,7 @@ epoch's training metrics and the validation; this module decides what happens ar
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -51,38 +52,31 @@ class Paths:
 
 
 def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "algo-1",
-        is_master: bool = True, on_epoch=None, distributed: bool = False) -> dict:
+        is_master: bool = True, on_epoch=None, distributed: bool = False, fingerprint: dict | None = None) -> dict:
     """Train `hp.epochs` epochs (or until early stopping); return the final state with the best score.
 
     The best parameters (by the recipe's validation score, else the training score) are kept in
-    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint.
+    `checkpoints/best.params`; `on_epoch(epoch)` is called after each epoch's checkpoint. Checkpoints
+    record `fingerprint` (what the job trains on and with): a checkpoint of another job is refused, and
+    a finished job's state comes back with `already_done` set instead of training again.
     """
     ckpts = Checkpoints(paths.checkpoints, optimizer_states=not distributed)
     best_file = paths.checkpoints / "best.params"
     state = {"epoch": 0, "batch": 0, "history": [], "best": None, "best_epoch": None, "bad_epochs": 0,
              "seed": hp.seed}
-    found = ckpts.latest()
-    if found:
-        path, saved = found
-        if saved.get("task") not in (None, hp.task):
-            raise UserError(f"checkpoint {path.name} is from a {saved.get('task')} job; clear the checkpoint location")
-        if saved.get("optimizer") not in (None, hp.optimizer):  # its saved states would bring the old optimizer back
-            raise UserError(f"checkpoint {path.name} in {paths.checkpoints} was written with optimizer="
-                            f"{saved['optimizer']}, this job asks for {hp.optimizer}; resume with the same "
-                            "optimizer, or clear the checkpoint location (or use another job folder)")
-        try:
-            Checkpoints.restore(path, net, trainer)
-        except (AssertionError, ValueError, mx.base.MXNetError) as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
-            raise UserError(f"checkpoint {path.name} in {paths.checkpoints} does not fit this job's network "
-                            f"({reason}); it was written by another job: clear the checkpoint location "
-                            "(or use another job folder)") from None
+    saved = _resume(ckpts, net, trainer, hp, paths, fingerprint)
+    if saved is not None:
         state.update(saved)
-        say(f"Resuming from checkpoint {path.name} (epoch {state['epoch']}, batch {state['batch']})")
-    state["task"], state["optimizer"] = hp.task, hp.optimizer
+        if state.get("finished"):
+            state["already_done"] = True
+            say(f"this job is already done (checkpoint of epoch {state['epoch']}): nothing to train")
+        else:
+            say(f"Resuming from checkpoint epoch-{state['epoch']:04d}-batch-{state['batch']:06d} "
+                f"(epoch {state['epoch']}, batch {state['batch']})")
+    state["task"], state["optimizer"], state["fingerprint"] = hp.task, hp.optimizer, fingerprint
     stop = StopFlag()
     try:
-        for epoch in range(state["epoch"], hp.epochs):
+        for epoch in range(state["epoch"], hp.epochs if not state.get("finished") else 0):
             start_batch = state["batch"] if epoch == state["epoch"] else 0
             recipe.reset_metrics()
             started, samples = time.perf_counter(), 0
@@ -127,6 +121,9 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                 say(f"Early stopping after epoch {epoch}: no improvement for {state['bad_epochs']} epochs "
                     f"(best {recipe.score_key} {state['best']:.6f} at epoch {state['best_epoch']})")
                 break
+        if not state.get("finished"):
+            state["finished"] = True  # a rerun of this job (or a restored spot job) then trains no further
+            ckpts.save(net, trainer, state)
     finally:
         stop.close()
     if best_file.is_file():
@@ -135,6 +132,53 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
         else:
             net.load_parameters(str(best_file))
     return state
+
+
+def _resume(ckpts: Checkpoints, net, trainer, hp: Hyperparameters, paths: Paths, fingerprint: dict | None):
+    """The saved state of the newest usable checkpoint, restored into `net` and `trainer`; None without one.
+
+    A checkpoint of another job (task, optimizer, data or hyperparameters) is a UserError; a damaged one
+    (truncated parameters) is passed over for the one before it, and the log says so."""
+    candidates = ckpts.all()
+    for n, path in enumerate(reversed(candidates)):
+        try:
+            saved = json.loads((path / "state.json").read_text())
+        except (OSError, ValueError):
+            say(f"checkpoint {path.name} is damaged (its state.json cannot be read); trying the one before it")
+            continue
+        _check_same_job(path, saved, hp, paths, fingerprint)
+        try:
+            Checkpoints.restore(path, net, trainer)
+        except (AssertionError, ValueError, mx.base.MXNetError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:240]
+            if saved.get("fingerprint") is not None and n + 1 < len(candidates):  # the same job: a damaged file
+                say(f"checkpoint {path.name} is damaged ({reason}); falling back to the one before it")
+                continue
+            raise UserError(f"checkpoint {path.name} in {paths.checkpoints} does not fit this job's network "
+                            f"({reason}); it was written by another job: clear the checkpoint location "
+                            "(or use another job folder)") from None
+        return saved
+    return None
+
+
+def _check_same_job(path: Path, saved: dict, hp: Hyperparameters, paths: Paths, fingerprint: dict | None) -> None:
+    where = f"checkpoint {path.name} in {paths.checkpoints}"
+    advice = ("train into a new --job-dir, or pass --fresh to move the old checkpoints aside (in SageMaker: "
+              "a new checkpoint S3 location)")
+    if saved.get("task") not in (None, hp.task):
+        raise UserError(f"checkpoint {path.name} is from a {saved.get('task')} job; clear the checkpoint location")
+    if saved.get("optimizer") not in (None, hp.optimizer):  # its saved states would bring the old optimizer back
+        raise UserError(f"{where} was written with optimizer={saved['optimizer']}, this job asks for {hp.optimizer}; "
+                        "resume with the same optimizer, or clear the checkpoint location (or use another job folder)")
+    old = saved.get("fingerprint")
+    if old is None or fingerprint is None or old == fingerprint:
+        return
+    changes = [f"the {split} data" for split in sorted(set(old["data"]) | set(fingerprint["data"]))
+               if old["data"].get(split) != fingerprint["data"].get(split)]
+    before, now = old["hyperparameters"], fingerprint["hyperparameters"]
+    changes += [f"{k} {before.get(k, '(unset)')} -> {now.get(k, '(unset)')}"
+                for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    raise UserError(f"{where} belongs to another job (changed: {', '.join(changes)}); {advice}")
 
 
 def _copy_parameters(net, params_file: Path) -> None:

@@ -7,6 +7,7 @@ records: same order, same decoding, so training gives the same result in both mo
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -106,6 +107,9 @@ def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> PipeChanne
         header, _ = mx.recordio.unpack(item)
         check_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel(), task, f"{name} (pipe)", n, counts)
     usable = _with_objects(records, task)
+    digest = hashlib.sha256()
+    for item in records:
+        digest.update(item)
     data = PipeChannelData(pipe, RecordListDataset(usable, task), task, counts, f"{name} (Pipe mode)",
-                           len(records) - len(usable))
+                           len(records) - len(usable), digest.hexdigest())
     return require_objects(data, name)

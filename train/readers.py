@@ -8,6 +8,7 @@ at the start with a clear message instead of deep inside a data-loader worker.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class ChannelData:
     class_counts: Counter  # class index -> images (classification) or objects (detection)
     source: str
     left_out: int = 0  # detection records without any object (GluonCV's SSD cannot take them)
+    digest: str = ""  # sha256 of the records (or .lst rows and image sizes): what a checkpoint belongs to
 
     def begin_pass(self) -> None:
         """Called before each pass over the data; File-mode data is already all there (Pipe mode: pipe.py)."""
@@ -68,11 +70,10 @@ def raw_records(path: Path, name: str | None = None):
         reader.close()
 
 
-def _labels(rec: Path):
-    """(flag, label array) of every record."""
-    for item in raw_records(rec, rec.name):
-        header, _ = mx.recordio.unpack(item)
-        yield header.flag, np.asarray(header.label, dtype=np.float32).ravel()
+def _label_of(record: bytes) -> tuple[int, np.ndarray]:
+    """(flag, label array) of an image record."""
+    header, _ = mx.recordio.unpack(record)
+    return header.flag, np.asarray(header.label, dtype=np.float32).ravel()
 
 
 def decode(record: bytes, task: str):
@@ -111,8 +112,8 @@ def infer_task(channel: Path) -> str:
     """The task of the records (or .lst rows) in a channel, from its first label."""
     recs = record_files(channel)
     if recs:
-        for flag, label in _labels(recs[0]):
-            return task_of_label(flag, label)
+        for item in raw_records(recs[0], recs[0].name):
+            return task_of_label(*_label_of(item))
         raise DataError(f"{recs[0].name} in channel {Path(channel).name} holds no record")
     lsts = sorted(Path(channel).rglob("*.lst"))
     if lsts:
@@ -179,10 +180,13 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True)
     if not recs:
         raise DataError(f"channel {Path(channel).name} holds no .rec file; pack your images with `magiccards pack`")
     counts: Counter = Counter()
-    parts, left_out = [], 0
+    parts, left_out, digest = [], 0, hashlib.sha256()
     for rec in recs:
         n, empty = 0, set()
-        for flag, label in tqdm(_labels(rec), desc=f"check {rec.name}", unit="rec", disable=None if progress else True):
+        for item in tqdm(raw_records(rec, rec.name), desc=f"check {rec.name}", unit="rec",
+                         disable=None if progress else True):
+            digest.update(item)
+            flag, label = _label_of(item)
             check_label(flag, label, task, rec.name, n, counts)
             if task == "detection" and lists_no_object(label):
                 empty.add(n)
@@ -194,7 +198,7 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True)
                      else _IndexedRecordDetection(rec, idx, empty))
         left_out += len(empty)
     data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts,
-                       ", ".join(r.name for r in recs), left_out)
+                       ", ".join(r.name for r in recs), left_out, digest.hexdigest())
     return require_objects(data, Path(channel).name)
 
 
@@ -213,9 +217,10 @@ def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
     lsts = sorted(Path(lst_channel).rglob("*.lst"))
     if not lsts:
         raise DataError(f"channel {Path(lst_channel).name} holds no .lst file")
-    parts, counts, left_out = [], Counter(), 0
+    parts, counts, left_out, digest = [], Counter(), 0, hashlib.sha256()
     for lst in lsts:
         rows = []
+        digest.update(lst.read_bytes())
         for n, line in enumerate(lst.read_text().splitlines()):
             fields = line.split("\t")
             try:
@@ -231,9 +236,10 @@ def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
         if missing:
             raise DataError(f"{len(missing)} image(s) listed in {lst.name} are not in channel {Path(images).name} "
                             f"(first: {missing[0]})")
+        digest.update(" ".join(str((Path(images) / rel).stat().st_size) for _, rel in rows).encode())
         parts.append(_ListedImages(Path(images), rows, task))
     data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts),
-                       left_out)
+                       left_out, digest.hexdigest())
     return require_objects(data, Path(lst_channel).name)
 
 

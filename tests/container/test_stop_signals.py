@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-
 from magiccards.container.local_run import run_local
 
 from ..helpers import QUICK_HP, final_weights
