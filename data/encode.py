@@ -168,4 +168,10 @@ def _normalised_boxes(sample: Sample, actual: tuple[int, int], problems: Problem
     boxes = sample.boxes if sample.size is not None else clean_boxes(sample.boxes, *actual, sample.rel, problems)
     w, h = frame
     rows = [(b.cls, b.xmin / w, b.ymin / h, b.xmax / w, b.ymax / h) for b in boxes]
-    return np.clip(np.asarray(rows, dtype=np.float32).reshape(-1, 5), [0, 0, 0, 0, 0], [np.inf, 1, 1, 1, 1])
+    out = np.clip(np.asarray(rows, dtype=np.float32).reshape(-1, 5), [0, 0, 0, 0, 0], [np.inf, 1, 1, 1, 1])
+    # a box less than a pixel of the stored image across (an absurd annotated size) has no area left
+    flat = ((out[:, 3] - out[:, 1]) * actual[0] < 1) | ((out[:, 4] - out[:, 2]) * actual[1] < 1)
+    for row in out[flat]:
+        problems.add("zero-area box", sample.rel, f"box {row[1:].round(6).tolist()} is less than a pixel across in the "
+                     f"{actual[0]}x{actual[1]} image; dropped")
+    return out[~flat]

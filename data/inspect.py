@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from magiccards.errors import DataError
-from magiccards.files import atomic_path
+from magiccards.files import atomic_path, writing
 
 from .charts import draw_stats
 from .labels import parse_detection_label
@@ -37,6 +37,11 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
     rec = Path(rec)
     if not rec.is_file():
         raise DataError(f"{rec} does not exist")
+    if samples < 0:
+        raise DataError(f"--samples must be 0 (no contact sheet) or more; got {samples}")
+    for flag, path in (("--sheet", sheet), ("--charts", charts)):
+        if path is not None and Path(path).is_dir():
+            raise DataError(f"{flag} {path} is a folder; give the PNG file to write, e.g. {Path(path) / 'sheet.png'}")
     names_file = Path(classes) if classes else rec.with_name("classes.txt")
     names = read_classes(names_file) if classes or names_file.is_file() else []
     headers, sizes = [], []  # image bytes are not kept: a .rec can be far larger than memory
@@ -77,25 +82,34 @@ def inspect_rec(rec: Path, classes: Path | None = None, sheet: Path | None = Non
                                   aspect_w_over_h=_summary(bw / np.maximum(bh, 1e-6)))
     charts = Path(charts) if charts else rec.with_suffix(".stats.png")
     per = stats.get("images_per_class") or stats["objects_per_class"]
-    draw_stats(charts, per, "images" if task == "classification" else "objects", np.array(sizes), corners)
+    with writing(f"the charts {charts}"):
+        draw_stats(charts, per, "images" if task == "classification" else "objects", np.array(sizes), corners)
     stats["charts"] = str(charts)
     if samples:
         sheet = Path(sheet) if sheet else rec.with_suffix(".sheet.png")
         picks = np.unique(np.linspace(0, len(headers) - 1, min(samples, len(headers))).astype(int))
-        thumbs = _record_bytes(rec, picks.tolist(), len(headers))
-        draw_sheet(sheet, thumbs, [headers[i] for i in picks], [objects[i] if objects else None for i in picks], label_of)
+        thumbs = _record_bytes(rec, picks.tolist(), [h.id for h in headers])
+        with writing(f"the contact sheet {sheet}"):
+            draw_sheet(sheet, thumbs, [headers[i] for i in picks], [objects[i] if objects else None for i in picks],
+                       label_of)
         stats["sheet"] = str(sheet)
     return stats
 
 
-def _record_bytes(rec: Path, picks: list[int], total: int) -> list[bytes]:
-    """The image bytes of records number `picks` (in file order): through the .idx when it lists
-    every record, else by reading the file once more."""
+def _record_bytes(rec: Path, picks: list[int], ids: list[int]) -> list[bytes]:
+    """The image bytes of records number `picks` (in file order): through the .idx when it lists every
+    record and points at the right ones (their ids match `ids`), else by reading the file once more."""
+    total = len(ids)
     idx = rec.with_suffix(".idx")
     if idx.is_file():
-        offsets = sorted(read_index(idx).values())
-        if len(offsets) == total:
-            return [unpack_image_record(r)[1] for r in read_at(rec, [offsets[i] for i in picks])]
+        try:
+            offsets = sorted(read_index(idx).values())
+            if len(offsets) == total:
+                found = [unpack_image_record(r) for r in read_at(rec, [offsets[i] for i in picks])]
+                if [h.id for h, _ in found] == [ids[i] for i in picks]:
+                    return [data for _, data in found]
+        except DataError:
+            pass  # a garbage or stale .idx: it only saves a second read, so read the file again instead
     wanted = set(picks)
     return [data for i, (_, data) in enumerate(read_records(rec)) if i in wanted]
 

@@ -19,7 +19,7 @@ import cv2
 from tqdm import tqdm
 
 from magiccards.errors import DataError
-from magiccards.files import temporary_name, write_text_atomic
+from magiccards.files import temporary_name, write_text_atomic, writing
 
 from .encode import Encoded, EncodeOptions, encode
 from .labels import detection_label, lst_line
@@ -77,7 +77,10 @@ class _SplitWriter:
             os.replace(tmp, self.final[ext])
 
     def discard(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except OSError:
+            pass  # a full disk cannot take the buffered rest either; the files go anyway
         for tmp in self.tmp.values():
             tmp.unlink(missing_ok=True)
 
@@ -99,6 +102,8 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         raise DataError(f"--val-fraction must be in [0, 1); got {val_fraction}")
     if not 1 <= quality <= 100:
         raise DataError(f"--quality must be between 1 and 100; got {quality}")
+    if workers is not None and workers < 1:
+        raise DataError(f"--workers must be at least 1; got {workers}")
     if resize is not None and resize < 8:
         raise DataError(f"--resize is the shorter side in pixels and must be at least 8; got {resize}")
     started = time.perf_counter()
@@ -113,13 +118,19 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         raise DataError(f"{len(dataset.samples)} image(s) are too few to hold out {val_fraction:.0%} for validation; "
                         "add images or pass --val-fraction 0")
     out_dir = Path(out_dir)
+    with writing(f"the pack output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
+        return _write_pack(dataset, train, val, out_dir, EncodeOptions(resize, quality, pass_through), workers,
+                           progress, started)
+
+
+def _write_pack(dataset, train, val, out_dir: Path, options: EncodeOptions, workers, progress, started) -> PackResult:
+    """Encode and write the splits under temporary names, rename them at the end, write the report."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"cannot create output folder {out_dir}: {e.strerror or e}") from None
     jobs = [("train", s) for s in train] + [("validation", s) for s in val]
     writers: dict[str, _SplitWriter] = {}
-    options = EncodeOptions(resize, quality, pass_through)
     try:
         with _encoded(jobs, options, workers) as results:
             writers = {name: _SplitWriter(out_dir, name) for name in SPLITS if name == "train" or val}

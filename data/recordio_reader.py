@@ -86,8 +86,10 @@ def _read_one(stream, name: str) -> bytes | None:
             raise DataError(f"{name} is corrupt (continuation flag {cflag} inside a split record)")
 
 
-def read_records(path: Path, name: str | None = None) -> Iterator[bytes]:
-    """Every record of a .rec file (or FIFO), in order; DataError when it is corrupt or truncated."""
+def read_records(path: Path, name: str | None = None, offsets: list[int] | None = None) -> Iterator[bytes]:
+    """Every record of a .rec file (or FIFO), in order; DataError when it is corrupt or truncated.
+
+    With `offsets` (a list; files only), each record's byte offset is appended to it as it is read."""
     name = name or str(path)
     try:
         stream = open(path, "rb")
@@ -95,6 +97,8 @@ def read_records(path: Path, name: str | None = None) -> Iterator[bytes]:
         raise DataError(f"cannot read {name}: {e.strerror or e}") from None
     with stream:
         while True:
+            if offsets is not None:
+                offsets.append(stream.tell())
             record = _read_one(stream, name)
             if record is None:
                 return

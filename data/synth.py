@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from magiccards.errors import UserError
-from magiccards.files import atomic_path, write_bytes_atomic
+from magiccards.files import atomic_path, write_bytes_atomic, writing
 
 from . import cards, scenes
 from .formats import voc
@@ -171,14 +171,21 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
         photos = tuple(sorted(p for p in Path(backgrounds).rglob("*") if is_image_file(p)))
         if not photos:
             raise UserError(f"--backgrounds {backgrounds} holds no image file")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1; got {workers}")
     out_dir = Path(out_dir)
-    folders = [out_dir / n for n in names] if task == "classification" else [out_dir / "images", out_dir / "annotations"]
+    with writing(f"the synth output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
+        return _render_all(out_dir, _Job(out_dir, task, tuple(names), size, photos, max_cards, seed), count,
+                           workers or os.cpu_count() or 1, progress)
+
+
+def _render_all(out_dir: Path, job: _Job, count: int, workers: int, progress: bool) -> SynthResult:
+    names = list(job.classes)
+    folders = [out_dir / n for n in names] if job.task == "classification" else [out_dir / "images", out_dir / "annotations"]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     write_classes(out_dir / "classes.txt", names)  # the class order; `pack` keeps it
-    job = _Job(out_dir, task, tuple(names), size, photos, max_cards, seed)
     started = time.perf_counter()
-    workers = max(1, workers or os.cpu_count() or 1)
     objects = 0
     with tqdm(total=count, unit="img", desc="synth", disable=not progress) as bar:
         if workers == 1:

@@ -6,10 +6,13 @@ failed write leaves the previous file (or nothing) and no temporary file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from magiccards.errors import UserError
 
 
 def temporary_name(path: Path) -> Path:
@@ -36,6 +39,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+# what a full disk, a quota, a read-only or immutable target, or a path through a file looks like
+WRITE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                errno.EISDIR, errno.ENOENT, errno.EEXIST)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def writing(what: str, errnos: tuple[int, ...] = WRITE_ERRORS) -> Iterator[None]:
+    """Turn a failure to write `what` (disk full, read-only, no such folder...: `errnos`) into a UserError
+    that says so; other errors keep their traceback. Writers under `atomic_path` leave no temporary file."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in errnos:
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise UserError(f"cannot write {what}{where}: {e.strerror or e}") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ from . import readers
 from .job import Job
 from .pipe import open_pipe_channel
 from .readers import ChannelData
+from .reporting import say
 
 
 def data_task(job: Job) -> str | None:
@@ -41,7 +42,7 @@ def open_split(job: Job, split: str, task: str | None, workdir: Path) -> Channel
         return readers.open_lst_channel(job.channels[split], job.channels[f"{split}_lst"], task)
     if split not in job.channels:
         return None
-    return readers.open_channel(job.channels[split], task, workdir)
+    return readers.open_channel(job.channels[split], task, workdir, log=say)
 
 
 def class_names(job: Job, train: ChannelData, num_classes: int | None) -> list[str]:

@@ -19,6 +19,7 @@ import mxnet as mx
 import numpy as np
 
 from magiccards.errors import DataError, HyperparameterError, ModelDirError, UserError
+from magiccards.files import DISK_FULL, writing
 from magiccards.model_dir import (
     TRAINING_STATE,
     open_model_dir,
@@ -74,7 +75,8 @@ def run(job: Job) -> dict:
         paths = Paths(job.model_dir, job.output_dir, job.checkpoints)
         fingerprint = job_fingerprint(hp, {"train": train.digest, "validation": val.digest if val else None,
                                            **_channel_digests(job, ("model", "pretrained"))})
-        with _out_of_memory_is_a_user_error():
+        with _out_of_memory_is_a_user_error(), writing("checkpoints, model or output (the disk is full: free space "
+                                                        "or give the job a larger volume)", DISK_FULL):
             state = fit(recipe, net, recipe.trainer, hp, paths, host=job.current_host, is_master=job.is_master,
                         distributed=parts > 1, fingerprint=fingerprint,
                         on_epoch=_periodic_export(hp, net, job.model_dir) if job.is_master else None)
@@ -85,14 +87,19 @@ def run(job: Job) -> dict:
             say(f"the model in {job.model_dir} is this job's and stays as it is (pass --fresh to train again)")
             return state
 
-        metrics = _final_report(hp, recipe, classes, paths, state)
-        export(net, job.model_dir, task=hp.task, network=hp.network, classes=classes, image_shape=hp.image_shape,
-               hyperparameters=hp.as_strings(), metrics=metrics,
-               dataset_sizes={"train": len(train.dataset), "validation": len(val.dataset) if val else 0})
+        with writing("the model (the disk is full: free space or give the job a larger volume)", DISK_FULL):
+            _final_export(hp, net, recipe, classes, paths, state, train, val)
         say(f"model written to {job.model_dir} ({symbol_name(hp.task)}, {params_name(hp.task)})")
         return state
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _final_export(hp, net, recipe, classes, paths: Paths, state: dict, train, val) -> None:
+    metrics = _final_report(hp, recipe, classes, paths, state)
+    export(net, paths.model_dir, task=hp.task, network=hp.network, classes=classes, image_shape=hp.image_shape,
+           hyperparameters=hp.as_strings(), metrics=metrics,
+           dataset_sizes={"train": len(train.dataset), "validation": len(val.dataset) if val else 0})
 
 
 def _channel_digests(job: Job, names: tuple[str, ...]) -> dict[str, str]:
@@ -194,6 +201,9 @@ def _out_of_memory_is_a_user_error():
     except mx.base.MXNetError as e:
         if any(sign in str(e).lower() for sign in ("out of memory", "bad_alloc", "failed to allocate")):
             raise UserError(message) from None
+        if "FileStream.Write incomplete" in str(e):  # MXNet's save on a full disk
+            raise UserError("cannot write checkpoints or the model: the disk is full; free space or give the job "
+                            "a larger volume") from None
         raise
     except MemoryError:
         raise UserError(message) from None

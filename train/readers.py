@@ -17,6 +17,7 @@ import numpy as np
 from gluoncv.data import RecordFileDetection
 from gluoncv.data.recordio.detection import _transform_label
 from magiccards.data.labels import parse_detection_label, task_of_label
+from magiccards.data.recordio_reader import read_index, read_records
 from tqdm import tqdm
 
 from magiccards.errors import DataError
@@ -123,23 +124,30 @@ def infer_task(channel: Path) -> str:
                     "pack your images with `magiccards pack`")
 
 
-def _ensure_index(rec: Path, workdir: Path) -> Path:
-    """The .idx beside the .rec, or one built in `workdir` (channels may be read-only)."""
+def _index(rec: Path, offsets: list[int], workdir: Path, log) -> Path:
+    """The .idx beside the .rec when it lists exactly the records read (`offsets`), else one built from
+    them in `workdir` (channels may be read-only); a stale or garbage .idx is noted, not trusted."""
     idx = rec.with_suffix(".idx")
     if idx.is_file():
-        return idx
+        try:
+            if sorted(read_index(idx).values()) == offsets:
+                return idx
+            reason = "lists other records (an index of an earlier pack?)"
+        except DataError as e:
+            reason = str(e)
+        log(f"note: {idx.name} does not match {rec.name} ({reason}); using an index built from the records instead")
     idx = Path(workdir) / f"{rec.stem}-{abs(hash(str(rec)))}.idx"
-    reader = mx.recordio.MXRecordIO(str(rec), "r")
-    with open(idx, "w") as out:
-        i = 0
-        while True:
-            pos = reader.tell()
-            if reader.read() is None:
-                break
-            out.write(f"{i}\t{pos}\n")
-            i += 1
-    reader.close()
+    idx.write_text("".join(f"{i}\t{pos}\n" for i, pos in enumerate(offsets)))
     return idx
+
+
+def whole_image(data: bytes) -> bool:
+    """False for JPEG or PNG bytes that are cut short (no end marker): a truncated or damaged record."""
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9" in data[-64:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" in data[-64:]
+    return len(data) > 0
 
 
 class _IndexedRecordDetection(RecordFileDetection):
@@ -164,38 +172,61 @@ class _IndexedRecordDetection(RecordFileDetection):
 
 
 class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
-    def __init__(self, rec: Path, idx: Path):
+    """The records of a .rec in file order, less those numbered in `leave_out`."""
+
+    def __init__(self, rec: Path, idx: Path, leave_out: set[int]):
         mx.gluon.data.RecordFileDataset.__init__(self, str(rec))
         self._record = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "r")
         self.idx_file = str(idx)
         self._flag, self._transform = 1, None
+        in_file_order = sorted(self._record.keys, key=self._record.idx.get)
+        self._keys = [k for n, k in enumerate(in_file_order) if n not in leave_out]
+
+    def __len__(self):
+        return len(self._keys)
 
     def __getitem__(self, idx):
-        return decode(self._record.read_idx(self._record.keys[idx]), "classification")
+        return decode(self._record.read_idx(self._keys[idx]), "classification")
 
 
-def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True) -> ChannelData:
-    """The dataset of a File-mode channel, with every label checked against `task`."""
+# a channel in which more than this share of the records hold damaged images is refused
+MAX_DAMAGED = 0.1
+
+
+def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True, log=print) -> ChannelData:
+    """The dataset of a File-mode channel, with every label checked against `task`.
+
+    Records whose image is cut short are left out and counted (the job fails when more than
+    MAX_DAMAGED of them are); a .idx that does not match its .rec is replaced by one built here."""
     recs = record_files(channel)
     if not recs:
         raise DataError(f"channel {Path(channel).name} holds no .rec file; pack your images with `magiccards pack`")
     counts: Counter = Counter()
     parts, left_out, digest = [], 0, hashlib.sha256()
     for rec in recs:
-        n, empty = 0, set()
-        for item in tqdm(raw_records(rec, rec.name), desc=f"check {rec.name}", unit="rec",
+        n, empty, damaged, offsets = 0, set(), set(), []
+        for item in tqdm(read_records(rec, rec.name, offsets), desc=f"check {rec.name}", unit="rec",
                          disable=None if progress else True):
             digest.update(item)
             flag, label = _label_of(item)
             check_label(flag, label, task, rec.name, n, counts)
             if task == "detection" and lists_no_object(label):
                 empty.add(n)
+            if not whole_image(mx.recordio.unpack(item)[1]):
+                damaged.add(n)
             n += 1
+        offsets.pop()  # the position after the last record
         if n == 0:
             raise DataError(f"{rec.name} in channel {Path(channel).name} holds no record")
-        idx = _ensure_index(rec, workdir)
-        parts.append(_IndexedRecordClassification(rec, idx) if task == "classification"
-                     else _IndexedRecordDetection(rec, idx, empty))
+        if len(damaged) > MAX_DAMAGED * n:
+            raise DataError(f"{len(damaged)} of the {n} records of {rec.name} hold a damaged (cut short) image; "
+                            "pack the images again")
+        if damaged:
+            log(f"note: {len(damaged)} record(s) of {rec.name} hold a damaged (cut short) image and are left out "
+                f"(first: record {min(damaged)})")
+        idx = _index(rec, offsets, workdir, log)
+        parts.append(_IndexedRecordClassification(rec, idx, damaged) if task == "classification"
+                     else _IndexedRecordDetection(rec, idx, empty | damaged))
         left_out += len(empty)
     data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts,
                        ", ".join(r.name for r in recs), left_out, digest.hexdigest())

@@ -7,7 +7,7 @@ from pathlib import Path
 from magiccards.errors import DataError
 
 from ..samples import Problems
-from .common import RawImage, RawObject, class_number, find_image
+from .common import RawImage, RawObject, class_number, find_image, image_size
 
 
 def looks_like(path: Path) -> bool:
@@ -52,8 +52,11 @@ def read(json_path: Path, images: Path | None, problems: Problems) -> list[RawIm
                                                   class_id=class_number(a["category_id"])))
     out = []
     for image_id, im in entries.items():
-        size = (int(im["width"]), int(im["height"])) if im.get("width") and im.get("height") else None
-        path = find_image(images, im["file_name"])
-        out.append(RawImage(path=path, size=size, objects=objects[image_id],
-                            source=f"{json_path}#{im['file_name']}"))
+        if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            problems.add("corrupt annotation", f"{json_path}#images[id={image_id}]", "the image has no file_name; skipped")
+            continue
+        where = f"{json_path}#{im['file_name']}"
+        size = image_size(im.get("width"), im.get("height"), where, problems)
+        out.append(RawImage(path=find_image(images, im["file_name"]), size=size, objects=objects[image_id],
+                            source=where))
     return out

@@ -35,6 +35,22 @@ def class_number(value) -> float | None:
         return None
 
 
+def image_size(width, height, item: str, problems: Problems) -> tuple[int, int] | None:
+    """(width, height) an annotation states, when both are finite positive numbers; otherwise None and,
+    when something was stated, a reported problem (the image's own size is used instead)."""
+    if width in (None, "") and height in (None, ""):
+        return None
+    try:
+        w, h = float(width), float(height)
+        if not (_finite(w) and _finite(h) and w >= 1 and h >= 1):
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.add("invalid image size", item, f"width {width!r} / height {height!r} are not positive numbers; "
+                     "the image's own size is used")
+        return None
+    return int(w), int(h)
+
+
 def ordered_classes(named: Iterable[tuple[str, float | None]]) -> list[str]:
     """The distinct names of (name, class id) pairs, ordered by their smallest id, then by name."""
     ids: dict[str, float] = {}

@@ -121,7 +121,7 @@ def test_bad_freeze_layer_pattern(packed_scenes, tmp_path, pattern, message):
 def test_checkpoints_of_another_network_are_a_clear_error(packed_cards, tmp_path):
     run_local(packed_cards, tmp_path / "job", FAST, log=lambda line: None)  # leaves checkpoints/epoch-0001-...
     _fails(packed_cards, tmp_path, dict(FAST, network="mobilenetv3_small", epochs="2"),
-           "does not fit this job's network")
+           "belongs to another job (changed: epochs 1 -> 2, network resnet18_v1b -> mobilenetv3_small)")
 
 
 def test_checkpoints_of_another_optimizer_are_a_clear_error(packed_cards, tmp_path):
