@@ -47,4 +47,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLBACKEND=Agg \
     SAGEMAKER_TRAINING_MODULE=magiccards.train.entry:main
 WORKDIR /opt/ml
+# SageMaker runs `docker run IMAGE train` (training) or `docker run IMAGE serve` (hosting)
+ENTRYPOINT ["python", "-m", "magiccards.container.entrypoint"]
 CMD ["train"]

@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 BASE_IMAGE ?= magiccards/base:bookworm
 IMAGE ?= magiccards:cpu
 DEMO := demo-output
+DEMO_PORT ?= 8765
 BENCH := bench-output
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
@@ -15,7 +16,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -69,8 +70,15 @@ demo: install
 		--image_shape 256 --epochs 3 --lr_scheduler_step 2 --mini_batch_size 16 --optimizer adam \
 		--learning_rate 0.002 --augmentation_type none --use_pretrained_model 0 2>&1 \
 		| grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
+	@echo "Serving the detector as a SageMaker endpoint would (magiccards serve) and sending it a new scene:"
+	$(BIN)/magiccards synth $(DEMO)/new-scene --task detection --count 1 --classes 6 --seed 99 > /dev/null
+	$(BIN)/magiccards serve $(DEMO)/scenes-job/model --port $(DEMO_PORT) --workers 1 > $(DEMO)/serve.log 2>&1 & \
+		server=$$!; \
+		$(BIN)/magiccards invoke http://127.0.0.1:$(DEMO_PORT) $(DEMO)/new-scene/images/*.jpg --out $(DEMO)/served --wait 120; \
+		status=$$?; kill -TERM $$server; wait $$server; exit $$status
 	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
-		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data"
+		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
+		"the served scene, drawn: $(DEMO)/served/"
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack
@@ -80,6 +88,10 @@ bench-train: install
 
 bench-startup: install  ## how fast the dataset tools start (no training stack loaded)
 	$(BIN)/python bench/bench_startup.py --out $(BENCH)/startup
+
+bench-serve: install  ## the predictor in-process vs over HTTP, on the demo's models (make demo first)
+	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo
+	$(BIN)/python bench/bench_serve.py
 
 bench-image: install docker base-image
 	$(BIN)/python bench/bench_image.py --out $(BENCH)/image

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from magiccards.errors import TrainingFailed, TrainingStopped, UserError
-from magiccards.files import atomic_path
+from magiccards.files import atomic_path, writing
 
 from .layout import channels_from_pack_dir, pipe_mode_channels
 
 TRAINING_MODULE = "magiccards.train.entry:main"
-# the training toolkit's own `train` console script, run with this Python
-TOOLKIT_COMMAND = [sys.executable, "-c", "import sys; from sagemaker_training.cli.train import main; sys.exit(main())"]
+# what the image runs for `train` (the training toolkit's own entry point), run with this Python
+TOOLKIT_COMMAND = [sys.executable, "-m", "magiccards.container.entrypoint", "train"]
 OPT_ML = "/opt/ml"
 
 
@@ -81,10 +81,13 @@ class StopSignals:
 
 
 def fresh_status(job_dir: Path) -> Path:
-    """The resolved job folder, without the success or failure file of an earlier run."""
+    """The resolved job folder, without the success or failure file of an earlier run. A job folder
+    that cannot be made (under a file, read-only) is a UserError."""
     job_dir = Path(job_dir).resolve()
-    for stale in ("output/failure", "output/success"):
-        (job_dir / stale).unlink(missing_ok=True)
+    with writing(f"the job folder {job_dir}"):
+        job_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("output/failure", "output/success"):
+            (job_dir / stale).unlink(missing_ok=True)
     return job_dir
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from magiccards.errors import DataError
+from magiccards.files import writing
 
 RECORDIO = "application/x-recordio"
 SPLIT_CHANNELS = {"train": "train", "validation": "validation"}
@@ -40,35 +41,38 @@ def write_job_layout(base: Path, channels: dict[str, list[Path]], hyperparameter
                      current_host: str = "algo-1", link: bool = True) -> Path:
     """Lay out `base` like /opt/ml for one host; File-mode channel files are symlinked (or copied).
 
+    A folder that cannot be written (read-only, under a file, disk full) is a UserError.
+
     Channels in `pipe_channels` are declared `TrainingInputMode: Pipe` and get no folder: their
     FIFOs appear in input/data/ (container/pipe_feeder.py).
     """
     base = Path(base)
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    for sub in ("model", "output/data", "checkpoints"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    _write(config / "hyperparameters.json", {str(k): _string(v) for k, v in hyperparameters.items()})
-    _write(config / "inputdataconfig.json", {
-        name: {"ContentType": RECORDIO, "TrainingInputMode": "Pipe" if name in pipe_channels else "File",
-               "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"} for name in channels})
-    _write(config / "resourceconfig.json", {
-        "current_host": current_host, "hosts": sorted(hosts), "network_interface_name": "eth0",
-        "current_group_name": "homogeneousCluster", "current_instance_type": "local",
-        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local",
-                             "hosts": sorted(hosts)}]})
-    for name, files in channels.items():
-        if name in pipe_channels:
-            continue
-        target = base / "input" / "data" / name
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        for f in files:
-            f = Path(f).resolve()
-            if link:
-                os.symlink(f, target / f.name)
-            else:
-                shutil.copy2(f, target / f.name)
+    with writing(f"the job folder {base}"):
+        config = base / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        for sub in ("model", "output/data", "checkpoints"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        _write(config / "hyperparameters.json", {str(k): _string(v) for k, v in hyperparameters.items()})
+        _write(config / "inputdataconfig.json", {
+            name: {"ContentType": RECORDIO, "TrainingInputMode": "Pipe" if name in pipe_channels else "File",
+                   "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"} for name in channels})
+        _write(config / "resourceconfig.json", {
+            "current_host": current_host, "hosts": sorted(hosts), "network_interface_name": "eth0",
+            "current_group_name": "homogeneousCluster", "current_instance_type": "local",
+            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local",
+                                 "hosts": sorted(hosts)}]})
+        for name, files in channels.items():
+            if name in pipe_channels:
+                continue
+            target = base / "input" / "data" / name
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for f in files:
+                f = Path(f).resolve()
+                if link:
+                    os.symlink(f, target / f.name)
+                else:
+                    shutil.copy2(f, target / f.name)
     return base
 
 

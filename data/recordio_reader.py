@@ -96,13 +96,18 @@ def read_records(path: Path, name: str | None = None, offsets: list[int] | None 
     except OSError as e:
         raise DataError(f"cannot read {name}: {e.strerror or e}") from None
     with stream:
-        while True:
-            if offsets is not None:
-                offsets.append(stream.tell())
-            record = _read_one(stream, name)
-            if record is None:
-                return
-            yield record
+        yield from read_stream(stream, name, offsets)
+
+
+def read_stream(stream, name: str, offsets: list[int] | None = None) -> Iterator[bytes]:
+    """Every record of a binary stream (an open file, a FIFO, an io.BytesIO of a request body), in order."""
+    while True:
+        if offsets is not None:
+            offsets.append(stream.tell())
+        record = _read_one(stream, name)
+        if record is None:
+            return
+        yield record
 
 
 def read_index(idx: Path) -> dict[int, int]:

@@ -169,6 +169,104 @@ def _run_base_image(args) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP as a SageMaker endpoint does (/ping, /invocations)",
+                       description="The inference server of the image (`docker run IMAGE serve`), on this machine. "
+                                   "SAGEMAKER_MODEL_SERVER_WORKERS, SAGEMAKER_MODEL_SERVER_TIMEOUT, "
+                                   "SAGEMAKER_MAX_PAYLOAD_IN_MB and MAGICCARDS_BACKEND apply; options win.")
+    p.add_argument("model", type=Path, help="a model directory (a job's model/ folder) or its model.tar.gz")
+    p.add_argument("--port", type=int, default=None, help="port (default $SAGEMAKER_BIND_TO_PORT or 8080)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds a request may take (default 60)")
+    _add_backend(p)
+    p.set_defaults(func=_run_serve)
+
+
+def _add_backend(p) -> None:
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="auto, mxnet, onnxruntime or openvino, optionally with a precision (openvino:int8); "
+                        "default $MAGICCARDS_BACKEND or auto: the fastest export whose parity passed")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model for ONNX Runtime or OpenVINO, checked against MXNet",
+                       description="Writes MODEL/exports/<format>-<precision>/ and a parity record (exports/parity.json) "
+                                   "measured on real validation images; `serve` and `predict` pick it up.")
+    p.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    p.add_argument("--format", dest="export_format", required=True, help="onnx or openvino")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
+    p.add_argument("--validation", type=Path, default=None,
+                   help="the .rec the parity check runs on (default: the job's validation channel)")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="int8: the .rec calibrated on (default: the validation records)")
+    p.add_argument("--images", type=int, default=200, help="validation images the parity check uses (default 200)")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from .deeplens.export import export
+    export(args.model, args.export_format, args.precision, validation=args.validation,
+               calibration=args.calibration, images=args.images)
+    return 0  # a failed gate is reported and recorded; the export is kept for inspection
+
+
+def _run_serve(args) -> int:
+    from .serve.server import ServerConfig, serve
+    config = ServerConfig.from_environment(port=args.port, workers=args.workers, timeout=args.timeout,
+                                           backend=args.backend, host=args.host)
+    return serve(args.model, config)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="run a model on images, folders, a video or a camera; annotated pictures out",
+                       description="Writes <name>.jpg (annotated) and <name>.json per image; per video or camera, "
+                                   "a folder of annotated frames and one JSON.")
+    p.add_argument("model", type=Path, help="a model directory or its model.tar.gz")
+    p.add_argument("inputs", nargs="+", help="image files, folders of images, video files, or a camera index (0)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="detection: smallest score kept (default 0.3)")
+    p.add_argument("--top-k", type=int, default=3, help="classification: classes written on the picture (default 3)")
+    p.add_argument("--every", type=int, default=1, help="video: predict every N-th frame (default 1)")
+    p.add_argument("--frames", type=int, default=None, help="video or camera: stop after N predicted frames")
+    _add_backend(p)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args) -> int:
+    if not 0 <= args.score_threshold <= 1 or args.top_k < 1 or args.every < 1 or (args.frames or 1) < 1:
+        raise UserError("--score-threshold lies in [0, 1]; --top-k, --every and --frames are at least 1")
+    from .serve.predict_files import predict_inputs
+    from .serve.predictor import Predictor
+    predictor = Predictor(args.model, backend=args.backend)
+    print(predictor.describe())
+    counts = predict_inputs(predictor, args.inputs, args.out, score_threshold=args.score_threshold,
+                            top_k=args.top_k, every=args.every, frames=args.frames)
+    skipped = f", {counts['skipped']} skipped (not images)" if counts["skipped"] else ""
+    print(f"predicted {counts['images']} image(s) and {counts['frames']} frame(s){skipped}; results in {args.out}")
+    return 0
+
+
+def _add_invoke(sub) -> None:
+    p = sub.add_parser("invoke", help="send images to a running endpoint; its answers drawn on them",
+                       description="POSTs each image to URL/invocations (magiccards serve, docker run IMAGE serve, "
+                                   "or any server of the SageMaker contract); writes <name>.json and <name>.jpg.")
+    p.add_argument("url", help="e.g. http://127.0.0.1:8080")
+    p.add_argument("images", nargs="+", type=Path, help="JPEG or PNG files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--wait", type=float, default=0, help="seconds to wait for /ping first (a server starting)")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="detection: smallest score kept (default 0.3)")
+    p.set_defaults(func=_run_invoke)
+
+
+def _run_invoke(args) -> int:
+    from .serve.client import invoke_files, wait_until_ready
+    if args.wait:
+        wait_until_ready(args.url, args.wait)
+    invoke_files(args.url, args.images, args.out, score_threshold=args.score_threshold)
+    return 0
+
+
 def _run_synth(args) -> int:
     from .data.synth import synth
     classes = int(args.classes) if args.classes.isdigit() else args.classes.split(",")
@@ -220,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_image, _add_base_image):
+    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
+                _add_image, _add_base_image):
         add(sub)
     return parser
 

@@ -6,7 +6,9 @@
     hyperparams.json                              the job's hyperparameters (strings, as SageMaker passes them)
     model-card.json                               task, network, input, normalisation, classes, metrics, data sizes
     training-state.params                         Gluon parameters by name (incremental training, transfer)
-    exports/                                      ONNX / OpenVINO exports and their parity records
+    exports/<format>-<precision>/model.onnx|.xml  ONNX / OpenVINO exports (`magiccards export`)
+    exports/parity.json                           one parity record per export (serve/'s `auto` reads it)
+    exports/decode.json, exports/anchors.npy      a detector's graph tail, replayed by serve/detection_decode
 
 The prefixes are the built-in algorithms' names: `image-classification` and `model_algo_1` (detection).
 `train/export.py` writes a model directory through `write_metadata`; the job's `model` channel,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import tarfile
@@ -37,6 +40,11 @@ EXPORTS = "exports"
 ARCHIVE = "model.tar.gz"
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+EXPORT_FORMATS = {"onnx": ("onnxruntime", "model.onnx"), "openvino": ("openvino", "model.xml")}
+PRECISIONS = ("fp32", "fp16", "int8")
+PARITY = "parity.json"
+DECODE_RULES = "decode.json"
+ANCHORS = "anchors.npy"
 # a model.tar.gz larger than this once unpacked is refused (a tar bomb); MAGICCARDS_MAX_MODEL_BYTES overrides
 MAX_UNPACKED_BYTES = int(os.environ.get("MAGICCARDS_MAX_MODEL_BYTES", 8 << 30))
 
@@ -79,6 +87,27 @@ class ModelDir:
     @property
     def exports_dir(self) -> Path:
         return self.path / EXPORTS
+
+    def export_file(self, export_format: str, precision: str) -> Path:
+        """Where `magiccards export --format F --precision P` writes its model file."""
+        return self.exports_dir / f"{export_format}-{precision}" / EXPORT_FORMATS[export_format][1]
+
+    def params_digest(self) -> str:
+        """SHA-256 of the parameters: an export records it, so that one left from another model is seen."""
+        digest = hashlib.sha256()
+        with open(self.params_file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def parity_records(self) -> list[dict]:
+        """The parity records of exports/parity.json (an empty list when there are none or it is unreadable)."""
+        try:
+            entries = json.loads((self.exports_dir / PARITY).read_text())
+        except (OSError, ValueError):
+            return []
+        entries = entries if isinstance(entries, list) else [entries]
+        return [e for e in entries if isinstance(e, dict)]
 
     def exports(self) -> list[Path]:
         """The files under exports/ (ONNX, OpenVINO IR, parity records), sorted."""
@@ -182,14 +211,34 @@ def unpack(archive: Path, workdir: Path | None = None, max_bytes: int | None = N
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             for m in members:
-                if m.name.startswith(("/", "\\")) or ".." in Path(m.name).parts:
-                    raise ModelDirError(f"{archive} cannot be unpacked as a model archive: member {m.name!r} "
-                                        "points outside the archive's folder")
+                _check_member(archive, m)
             total = sum(m.size for m in members if m.isfile())
             if total > limit:
                 raise ModelDirError(f"{archive} would unpack to {total / 1e9:.1f} GB, more than the "
                                     f"{limit / 1e9:.1f} GB allowed (MAGICCARDS_MAX_MODEL_BYTES)")
-            tar.extractall(target, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: the standard library's own checks too
+                tar.extractall(target, members=members, filter="data")
+            else:
+                tar.extractall(target, members=members)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ModelDirError(f"{archive} cannot be unpacked as a model archive ({e})") from None
     return target
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
+    """Refuse a member that would land outside the folder: an absolute path, `..`, a link leaving the
+    folder, a device or FIFO (the checks of tarfile's "data" filter, for Pythons without it)."""
+    def outside(name: str) -> bool:
+        return name.startswith(("/", "\\")) or ".." in Path(name).parts
+
+    escapes = outside(member.name)
+    if member.issym():
+        escapes = escapes or outside(os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname)))
+    elif member.islnk():
+        escapes = escapes or outside(os.path.normpath(member.linkname))
+    if escapes:
+        raise ModelDirError(f"{archive} cannot be unpacked as a model archive: member {member.name!r} "
+                            "points outside the archive's folder")
+    if member.isdev() or member.isfifo():
+        raise ModelDirError(f"{archive} cannot be unpacked as a model archive: member {member.name!r} is a device "
+                            "or FIFO, not a file")

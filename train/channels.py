@@ -35,7 +35,7 @@ def open_split(job: Job, split: str, task: str | None, workdir: Path) -> Channel
 
     With `task` None (Pipe mode only) the task is the first record's."""
     if split in job.pipe_channels:
-        return open_pipe_channel(job.data_dir, split, task)
+        return open_pipe_channel(job.data_dir, split, task, log=say)
     if f"{split}_lst" in job.channels:
         if split not in job.channels:
             raise DataError(f"channel {split}_lst needs the images in a channel named {split}")

@@ -61,6 +61,9 @@ def run(job: Job) -> dict:
         models.check_network(hp.task, hp.network)
         classes = class_names(job, train, hp.num_classes)
         _check_sizes(hp, train)
+        if hp.task == "classification" and hp.top_k > len(classes):
+            say(f"note: top_k={hp.top_k} but there are {len(classes)} classes; "
+                f"validation_top_k_accuracy counts the top {len(classes)}")
         ctx = [mx.gpu(i) for i in range(job.num_gpus)] or [mx.cpu()]
         _seed(hp.seed)
         say(f"{hp.task}: {hp.network}, {len(classes)} classes, {len(train.dataset)} training / "

@@ -7,6 +7,8 @@ the internet: they come from a `pretrained` channel or GluonCV's model store cac
 from __future__ import annotations
 
 import contextlib
+import io
+import math
 import os
 import re
 import warnings
@@ -105,8 +107,13 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
     if task == "classification":
         net = model_zoo.get_model(network, pretrained=False, classes=len(classes))
         net.initialize(mx.init.Xavier(magnitude=2))
-        with _size_fits(network, shape_label):
+        with _size_fits(network, shape_label, lambda: net(mx.sym.var("data"))):
             net(mx.nd.zeros((1, 3, image_size, image_size)))  # settle deferred shapes
+        smallest = total_stride(net)
+        if image_size < smallest:
+            raise HyperparameterError(f"image_shape {shape_label} is too small for {network}: it reduces images "
+                                      f"{smallest}-fold, so the smallest size it takes is {smallest} "
+                                      f"(e.g. image_shape 3,{max(smallest, 64)},{max(smallest, 64)})")
         if pretrained:
             weights = store_file(network, dirs)
             if weights is None:
@@ -118,7 +125,7 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
     weights = store_file(preset.base, dirs) if pretrained else None
     if pretrained and weights is None:
         raise _missing_weights(preset.base, dirs)
-    with _size_fits(network, shape_label):
+    with _size_fits(network, shape_label, lambda: ssd(preset, classes, preset.base_size)(mx.sym.var("data"))[0]):
         net = ssd(preset, classes, image_size)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -129,23 +136,68 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
     return net
 
 
+PROBE_SIZE = 224  # an input size every network takes, to measure its strides
+
+
+def total_stride(net: mx.gluon.HybridBlock) -> int:
+    """How many times a classifier reduces its input before the global pooling: the smallest image size
+    whose last feature map still holds one cell of real pixels rather than padding (32 for ResNets)."""
+    internals = net(mx.sym.var("data")).get_internals()
+    shapes = internals.infer_shape(data=(1, 3, PROBE_SIZE, PROBE_SIZE))[1]
+    outputs = [shape for name, shape in zip(internals.list_outputs(), shapes) if name.endswith("_output")]
+    cells = [shape[-1] for shape in outputs if len(shape) == 4 and shape[-1] > 1]
+    return math.ceil(PROBE_SIZE / min(cells)) if cells else 1
+
+
+def smallest_size(symbol: mx.sym.Symbol, limit: int = 1024) -> int | None:
+    """The smallest square input size whose shapes `symbol` can infer (sizes that pass grow upwards), or
+    None when even `limit` fails."""
+    def passes(size: int) -> bool:
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                symbol.infer_shape(data=(1, 3, size, size))
+            return True
+        except mx.base.MXNetError:
+            return False
+
+    if not passes(limit):
+        return None
+    low, high = 1, limit
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if passes(middle) else (middle + 1, high)
+    return low
+
+
 @contextlib.contextmanager
-def _size_fits(network: str, shape_label: str):
-    """Turn MXNet's shape-inference failure of a first forward pass into a clear HyperparameterError."""
+def _size_fits(network: str, shape_label: str, probe=None):
+    """Turn MXNet's shape-inference failure of a first forward pass into a clear HyperparameterError that
+    names the smallest size the network takes (found on the symbol `probe()` returns)."""
     try:
-        yield
-    except (mx.base.MXNetError, ValueError) as e:
+        with contextlib.redirect_stdout(io.StringIO()):  # MXNet prints the failed shapes to stdout
+            yield
+    except (mx.base.MXNetError, ValueError, ZeroDivisionError) as e:
         # Gluon wraps a failed first forward of deferred-shape layers in this ValueError
-        shape_failure = isinstance(e, mx.base.MXNetError) or str(e).startswith("Deferred initialization failed")
-        if not shape_failure or "Check failed" not in str(e):
-            raise
-        lines = [line for line in str(e).strip().splitlines() if "Check failed" in line]
-        reason = lines[-1].split("Check failed:")[-1].strip()[:200]
-        raise HyperparameterError(f"image_shape {shape_label} is too small for {network} ({reason}); "
-                                  "use a larger image_shape") from None
-    except ZeroDivisionError:
-        raise HyperparameterError(f"image_shape {shape_label} is too small for {network} (a feature map has no "
-                                  "cell left); use a larger image_shape") from None
+        if isinstance(e, ZeroDivisionError):
+            reason = "a feature map has no cell left"
+        else:
+            shape_failure = isinstance(e, mx.base.MXNetError) or str(e).startswith("Deferred initialization failed")
+            if not shape_failure or "Check failed" not in str(e):
+                raise
+            lines = [line for line in str(e).strip().splitlines() if "Check failed" in line]
+            reason = lines[-1].split("Check failed:")[-1].strip()[:200]
+        smallest = _smallest_or_none(probe) if probe else None
+        hint = f"the smallest size it takes is {smallest}" if smallest else "use a larger image_shape"
+        raise HyperparameterError(f"image_shape {shape_label} is too small for {network} ({reason}); {hint}") from None
+
+
+def _smallest_or_none(probe) -> int | None:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return smallest_size(probe())
+    except (mx.base.MXNetError, ValueError, ZeroDivisionError):
+        return None
 
 
 def load_base(net: mx.gluon.HybridBlock, preset: SSDPreset, params_file: Path) -> int:

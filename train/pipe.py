@@ -13,32 +13,39 @@ from collections import Counter
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 from magiccards.data.labels import task_of_label
 
 from magiccards.errors import DataError
 
 from .readers import (
     ChannelData,
+    DamagedImages,
     check_label,
     decode,
     lists_no_object,
     raw_records,
+    refuse_or_note_damaged,
     require_objects,
+    unpack_record,
 )
 
 WAIT_SECONDS = 600
 
 
-def _with_objects(records: list[bytes], task: str) -> list[bytes]:
-    """The records, less detection records without objects (as File mode leaves them out)."""
-    if task != "detection":
-        return records
-    return [r for r in records if not lists_no_object(_label(r))]
-
-
-def _label(record: bytes) -> np.ndarray:
-    return np.asarray(mx.recordio.unpack(record)[0].label, dtype=np.float32).ravel()
+def _usable(records: list[bytes], task: str, source: str, log) -> tuple[list[bytes], int]:
+    """The records that training can use, and how many detection records list no object: those without
+    objects (as File mode) and those whose image is damaged (counted, refused beyond MAX_DAMAGED) are
+    left out."""
+    check = DamagedImages()
+    no_object = set()
+    for n, record in enumerate(records):
+        _, label, image = unpack_record(record)
+        if task == "detection" and lists_no_object(label):
+            no_object.add(n)
+        check.add(n, image)
+    damaged = check.result()
+    refuse_or_note_damaged(damaged, len(records), source, log)
+    return [r for n, r in enumerate(records) if n not in no_object | damaged], len(no_object)
 
 
 class PipeChannel:
@@ -78,19 +85,20 @@ class RecordListDataset(mx.gluon.data.Dataset):
 class PipeChannelData(ChannelData):
     """A Pipe-mode channel: each pass but the first (read when the channel was opened) reads the next FIFO."""
 
-    def __init__(self, pipe: PipeChannel, *args, **kwargs):
+    def __init__(self, pipe: PipeChannel, *args, log=print, **kwargs):
         super().__init__(*args, **kwargs)
-        self.pipe = pipe
+        self.pipe, self.log = pipe, log
 
     def begin_pass(self) -> None:
         if self.pipe.passes > self.pipe.used:
             self.pipe.used += 1  # the pass read when the channel was opened
             return
-        self.dataset.records = _with_objects(self.pipe.read_pass(), self.dataset.task)
+        source = f"Pipe-mode channel {self.pipe.name}, pass {self.pipe.passes + 1}"
+        self.dataset.records = _usable(self.pipe.read_pass(), self.dataset.task, source, self.log)[0]
         self.pipe.used += 1
 
 
-def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> PipeChannelData:
+def open_pipe_channel(data_dir: Path, name: str, task: str | None, log=print) -> PipeChannelData:
     """The first pass of a Pipe-mode channel as a dataset, with every label checked.
 
     With `task` None the task is taken from the first record.
@@ -100,16 +108,14 @@ def open_pipe_channel(data_dir: Path, name: str, task: str | None) -> PipeChanne
     if not records:
         raise DataError(f"Pipe mode: channel {name} delivered no record")
     if task is None:
-        header, _ = mx.recordio.unpack(records[0])
-        task = task_of_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel())
+        task = task_of_label(*unpack_record(records[0])[:2])
     counts: Counter = Counter()
-    for n, item in enumerate(records):
-        header, _ = mx.recordio.unpack(item)
-        check_label(header.flag, np.asarray(header.label, dtype=np.float32).ravel(), task, f"{name} (pipe)", n, counts)
-    usable = _with_objects(records, task)
     digest = hashlib.sha256()
-    for item in records:
+    for n, item in enumerate(records):
+        flag, label, _ = unpack_record(item)
+        check_label(flag, label, task, f"{name} (pipe)", n, counts)
         digest.update(item)
+    usable, no_object = _usable(records, task, f"Pipe-mode channel {name}", log)
     data = PipeChannelData(pipe, RecordListDataset(usable, task), task, counts, f"{name} (Pipe mode)",
-                           len(records) - len(usable), digest.hexdigest())
+                           no_object, digest.hexdigest(), log=log)
     return require_objects(data, name)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import mxnet as mx
 import numpy as np
 from gluoncv.data import RecordFileDetection
@@ -71,10 +74,10 @@ def raw_records(path: Path, name: str | None = None):
         reader.close()
 
 
-def _label_of(record: bytes) -> tuple[int, np.ndarray]:
-    """(flag, label array) of an image record."""
-    header, _ = mx.recordio.unpack(record)
-    return header.flag, np.asarray(header.label, dtype=np.float32).ravel()
+def unpack_record(record: bytes) -> tuple[int, np.ndarray, bytes]:
+    """(flag, label array, image bytes) of an image record."""
+    header, image = mx.recordio.unpack(record)
+    return header.flag, np.asarray(header.label, dtype=np.float32).ravel(), image
 
 
 def decode(record: bytes, task: str):
@@ -114,7 +117,7 @@ def infer_task(channel: Path) -> str:
     recs = record_files(channel)
     if recs:
         for item in raw_records(recs[0], recs[0].name):
-            return task_of_label(*_label_of(item))
+            return task_of_label(*unpack_record(item)[:2])
         raise DataError(f"{recs[0].name} in channel {Path(channel).name} holds no record")
     lsts = sorted(Path(channel).rglob("*.lst"))
     if lsts:
@@ -139,6 +142,60 @@ def _index(rec: Path, offsets: list[int], workdir: Path, log) -> Path:
     idx = Path(workdir) / f"{rec.stem}-{abs(hash(str(rec)))}.idx"
     idx.write_text("".join(f"{i}\t{pos}\n" for i, pos in enumerate(offsets)))
     return idx
+
+
+# a channel in which more than this share of the records hold damaged images is refused
+MAX_DAMAGED = 0.1
+
+
+def _decodes(data: bytes) -> bool:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None
+
+
+class DamagedImages:
+    """Finds the records whose image cannot be used: cut short (no end marker) or not decodable (a
+    damaged header or Huffman table), decoding in threads, a chunk at a time. Decodes as training does
+    (OpenCV), so an image that passes here decodes in training."""
+
+    CHUNK = 256
+
+    def __init__(self, threads: int | None = None):
+        self._pool = ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1))
+        self._pending: list[tuple[int, bytes]] = []
+        self.found: set[int] = set()
+
+    def add(self, n: int, image: bytes) -> None:
+        """Check the image of record number `n`."""
+        if not whole_image(image):
+            self.found.add(n)
+            return
+        self._pending.append((n, image))
+        if len(self._pending) >= self.CHUNK:
+            self._flush()
+
+    def result(self) -> set[int]:
+        """The numbers of the damaged records among those added."""
+        self._flush()
+        self._pool.shutdown()
+        return self.found
+
+    def _flush(self) -> None:
+        images = [image for _, image in self._pending]
+        for (n, _), usable in zip(self._pending, self._pool.map(_decodes, images)):
+            if not usable:
+                self.found.add(n)
+        self._pending = []
+
+
+def refuse_or_note_damaged(damaged: set[int], n: int, source: str, log) -> None:
+    """Fail when more than MAX_DAMAGED of the `n` records of `source` are damaged, else say how many are
+    left out."""
+    if len(damaged) > MAX_DAMAGED * n:
+        raise DataError(f"{len(damaged)} of the {n} records of {source} hold a damaged image (cut short or not "
+                        "decodable); pack the images again")
+    if damaged:
+        log(f"note: {len(damaged)} record(s) of {source} hold a damaged image (cut short or not decodable) and are "
+            f"left out (first: record {min(damaged)})")
 
 
 def whole_image(data: bytes) -> bool:
@@ -189,10 +246,6 @@ class _IndexedRecordClassification(mx.gluon.data.vision.ImageRecordDataset):
         return decode(self._record.read_idx(self._keys[idx]), "classification")
 
 
-# a channel in which more than this share of the records hold damaged images is refused
-MAX_DAMAGED = 0.1
-
-
 def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True, log=print) -> ChannelData:
     """The dataset of a File-mode channel, with every label checked against `task`.
 
@@ -204,26 +257,21 @@ def open_channel(channel: Path, task: str, workdir: Path, progress: bool = True,
     counts: Counter = Counter()
     parts, left_out, digest = [], 0, hashlib.sha256()
     for rec in recs:
-        n, empty, damaged, offsets = 0, set(), set(), []
+        n, empty, check, offsets = 0, set(), DamagedImages(), []
         for item in tqdm(read_records(rec, rec.name, offsets), desc=f"check {rec.name}", unit="rec",
                          disable=None if progress else True):
             digest.update(item)
-            flag, label = _label_of(item)
+            flag, label, image = unpack_record(item)
             check_label(flag, label, task, rec.name, n, counts)
             if task == "detection" and lists_no_object(label):
                 empty.add(n)
-            if not whole_image(mx.recordio.unpack(item)[1]):
-                damaged.add(n)
+            check.add(n, image)
             n += 1
         offsets.pop()  # the position after the last record
+        damaged = check.result()
         if n == 0:
             raise DataError(f"{rec.name} in channel {Path(channel).name} holds no record")
-        if len(damaged) > MAX_DAMAGED * n:
-            raise DataError(f"{len(damaged)} of the {n} records of {rec.name} hold a damaged (cut short) image; "
-                            "pack the images again")
-        if damaged:
-            log(f"note: {len(damaged)} record(s) of {rec.name} hold a damaged (cut short) image and are left out "
-                f"(first: record {min(damaged)})")
+        refuse_or_note_damaged(damaged, n, rec.name, log)
         idx = _index(rec, offsets, workdir, log)
         parts.append(_IndexedRecordClassification(rec, idx, damaged) if task == "classification"
                      else _IndexedRecordDetection(rec, idx, empty | damaged))
@@ -252,17 +300,13 @@ def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
     for lst in lsts:
         rows = []
         digest.update(lst.read_bytes())
-        for n, line in enumerate(lst.read_text().splitlines()):
-            fields = line.split("\t")
-            try:
-                label = np.array(fields[1:-1], dtype=np.float32)
-            except ValueError:
-                raise DataError(f"{lst.name}: row {n + 1} is not 'index<TAB>label(s)<TAB>path'") from None
+        for n, line in enumerate(_lst_lines(lst)):
+            label, rel = _lst_row(line, lst.name, n)
             check_label(0 if label.size == 1 else int(label[0]), label, task, lst.name, n, counts)
             if task == "detection" and lists_no_object(label):
                 left_out += 1
             else:
-                rows.append((label, fields[-1]))
+                rows.append((label, rel))
         missing = [rel for _, rel in rows if not (Path(images) / rel).is_file()]
         if missing:
             raise DataError(f"{len(missing)} image(s) listed in {lst.name} are not in channel {Path(images).name} "
@@ -272,6 +316,33 @@ def open_lst_channel(images: Path, lst_channel: Path, task: str) -> ChannelData:
     data = ChannelData(parts[0] if len(parts) == 1 else _Concat(parts), task, counts, ", ".join(p.name for p in lsts),
                        left_out, digest.hexdigest())
     return require_objects(data, Path(lst_channel).name)
+
+
+def _lst_lines(lst: Path) -> list[str]:
+    try:
+        return lst.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{lst.name} is not a text file (byte {e.start} is not UTF-8); write it with "
+                        "`magiccards pack` or im2rec") from None
+
+
+def _lst_row(line: str, name: str, n: int) -> tuple[np.ndarray, str]:
+    """(label values, image path) of row `n` of an im2rec .lst: index, label(s), path, tab-separated; the
+    path stays inside the image channel."""
+    fields = line.split("\t")
+    shape = f"{name}: row {n + 1} is not 'index<TAB>label(s)<TAB>path'"
+    if len(fields) < 3 or not fields[-1].strip():
+        raise DataError(shape)
+    try:
+        label = np.array(fields[1:-1], dtype=np.float32)
+    except ValueError:
+        raise DataError(shape) from None
+    if not np.isfinite(label).all():
+        raise DataError(f"{name}: row {n + 1} holds a label that is not a finite number")
+    rel = fields[-1]
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise DataError(f"{name}: row {n + 1} names {rel!r}, which is not a path inside the image channel")
+    return label, rel
 
 
 class _ListedImages(mx.gluon.data.Dataset):

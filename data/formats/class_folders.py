@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..samples import Problems, Sample, is_image_file
-from .common import cleaned_name
+from .common import cleaned_name, is_broken_link
 
 
 def looks_like(root: Path) -> bool:
@@ -31,6 +31,8 @@ def read(root: Path, classes: list[str] | None, problems: Problems,
         files = found.setdefault(cleaned_name(folder.name, folder, problems, reported), [])
         for p in sorted(folder.rglob("*")):
             if p.is_dir() or p.name.startswith(".") or inside(p):
+                continue
+            if is_broken_link(p, problems):
                 continue
             if is_image_file(p):
                 files.append(p)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def find_image(images: Path, name: str, stem: str | None = None) -> Path:
                 for candidate in (images / f"{base}{suffix}", images / f"{base}{suffix.upper()}"):
                     if candidate.is_file():
                         return candidate.resolve()
+    for candidate in ([images / name, images / Path(name).name] if name else []):
+        if candidate.is_symlink():  # a broken link: kept as the link, so that the report says so
+            return candidate.parent.resolve() / candidate.name
     return (images / (name or (f"{stem}.jpg" if stem else ""))).resolve()
 
 
@@ -162,7 +166,7 @@ def index_classes(raw: list[RawImage], classes: list[str] | None, problems: Prob
             continue
         by_path[r.path] = r
         if not r.path.is_file():
-            problems.add("annotation without image", r.source, f"image file {r.path} does not exist")
+            problems.add("annotation without image", r.source, absent_image(r.path))
             continue
         boxes = []
         for o in r.objects:
@@ -184,7 +188,7 @@ def report_orphans(image_dir: Path, annotated: set[Path], problems: Problems) ->
     if not image_dir.is_dir():
         return
     for p in sorted(image_dir.rglob("*")):
-        if is_image_file(p) and p.resolve() not in annotated:
+        if is_image_file(p) and p.resolve() not in annotated and not is_broken_link(p, problems):
             problems.add("image without annotation", p, "no annotation mentions this image; skipped", images=1)
 
 
@@ -195,6 +199,21 @@ def set_relative_paths(samples: list[Sample], root: Path) -> None:
             s.rel = s.path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             s.rel = s.path.resolve().as_posix()
+
+
+def absent_image(path: Path) -> str:
+    """Why the image file `path` cannot be used: a broken link (naming its target) or no such file."""
+    if path.is_symlink() and not path.exists():
+        return f"image file {path} is a broken link (to {os.readlink(path)})"
+    return f"image file {path} does not exist"
+
+
+def is_broken_link(path: Path, problems: Problems) -> bool:
+    """True, and reported, when `path` is a symbolic link whose target is gone."""
+    if path.is_symlink() and not path.exists():
+        problems.add("broken link", path, f"a link to {os.readlink(path)}, which does not exist; skipped", images=1)
+        return True
+    return False
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -38,6 +38,9 @@ def _read(csv_path: Path, images: Path, problems: Problems) -> list[RawImage]:
         grouped: dict[str, RawImage] = {}
         for line, row in enumerate(reader, start=2):
             where = f"{csv_path}:{line}"
+            if any(row.get(k) is None for k in COLUMNS):
+                problems.add("invalid box", where, f"row {line} has fewer than the {len(COLUMNS)} columns; skipped")
+                continue
             try:
                 size = (int(float(row["width"])), int(float(row["height"])))
                 obj = RawObject(row["class"].strip(), *(float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")))

@@ -17,6 +17,7 @@ from ..samples import Problems, Sample
 from .common import (
     RawImage,
     RawObject,
+    absent_image,
     class_number,
     cleaned_name,
     find_image,
@@ -98,7 +99,7 @@ def read_labels(path: Path, images: Path | None, classes: list[str] | None,
         if name not in index:
             problems.add("unknown class", where, f"class {name!r} is not one of {classes}; image skipped", images=1)
         elif not image.is_file():
-            problems.add("annotation without image", where, f"image file {image} does not exist")
+            problems.add("annotation without image", where, absent_image(image))
         else:
             samples.append(Sample(path=image, rel="", label=index[name]))
     report_orphans(images, {image for _, image, _, _ in found}, problems)  # images no line mentions

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from magiccards.data.inspect import inspect_rec
 from magiccards.data.pack import pack
+from PIL import Image
 
 from ..helpers import run_cli
 
@@ -44,6 +43,18 @@ def test_an_output_folder_that_cannot_exist(card_folders, tmp_path, out):
     (tmp_path / "afile").write_text("x")
     r = run_cli("pack", card_folders, tmp_path / out if not out.startswith("/") else out)
     assert r.returncode == 1 and "cannot create output folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_immutable_output_folder(card_folders, tmp_path):
+    out = tmp_path / "rec"
+    out.mkdir()
+    subprocess.run(["chattr", "+i", str(out)], check=True)
+    try:
+        r = run_cli("pack", card_folders, out, "--workers", "1")
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+    assert r.returncode == 1 and "error: cannot" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert list(out.iterdir()) == []
 
 
 def test_coco_with_a_non_numeric_width(tmp_path):

@@ -185,6 +185,21 @@ def test_unknown_classes_orphans_and_missing_images(tmp_path):
     assert {"unknown class", "no objects", "image without annotation", "annotation without image"} <= kinds
 
 
+def test_dangling_symlinks_are_reported_as_broken_links(tmp_path):
+    root = _classes(tmp_path)
+    (root / "class0" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")           # in a class folder
+    voc_root = _voc(tmp_path, [("card", 10, 10, 50, 50)], name="a")
+    voc.write(voc_root / "annotations" / "b.xml", "b.jpg", 64, 64, [("card", 1, 1, 30, 30)])
+    (voc_root / "images" / "b.jpg").symlink_to(tmp_path / "moved-away.jpg")      # named by an annotation
+    r = pack(root, tmp_path / "out", val_fraction=0, workers=1, progress=False)
+    assert r.images["train"] == 8
+    broken = [p for p in _report(tmp_path / "out")["problems"] if p["kind"] == "broken link"]
+    assert len(broken) == 1 and "deleted.jpg, which does not exist" in broken[0]["reason"], broken
+    pack(voc_root, tmp_path / "voc-out", val_fraction=0, workers=1, progress=False)
+    details = [p["reason"] for p in _report(tmp_path / "voc-out")["problems"]]
+    assert any("is a broken link (to " in d and "moved-away.jpg" in d for d in details), details
+
+
 def test_corrupt_annotation_is_reported(tmp_path):
     root = _voc(tmp_path, [("card", 10, 10, 50, 50)])
     (root / "annotations" / "broken.xml").write_text("<annotation><object>")

@@ -1,5 +1,9 @@
 """Every user error of the training job: non-zero exit and an actionable output/failure."""
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 from magiccards.container.job import run_toolkit
@@ -62,6 +66,62 @@ def test_num_classes_mismatch(packed_cards, tmp_path):
 def test_image_shape_too_small(packed_cards, tmp_path):
     _fails(packed_cards, tmp_path, dict(FAST, network="inceptionv3", image_shape="3,32,32"),
            "image_shape 3,32,32 is too small for inceptionv3")
+
+
+def test_image_shape_below_the_networks_stride(packed_cards, tmp_path):
+    """A ResNet runs on 1x1 images (padding only): refused, naming the smallest size it takes."""
+    lines = []
+    with pytest.raises(TrainingFailed) as info:
+        run_local(packed_cards, tmp_path / "job", dict(FAST, image_shape="3,1,1"), log=lines.append)
+    assert "image_shape 3,1,1 is too small for resnet18_v1b" in str(info.value)
+    assert "the smallest size it takes is 32" in str(info.value)
+    # the toolkit's note about every plain-string hyperparameter is kept out of the user's log
+    assert lines and not [line for line in lines if "Failed to parse hyperparameter" in line]
+    assert not [line for line in lines if "infer_shape error" in line]
+
+
+def test_top_k_above_the_number_of_classes_is_clamped_with_a_note(packed_cards, tmp_path):
+    lines = []
+    run_local(packed_cards, tmp_path / "job", dict(FAST, top_k="9"), log=lines.append)
+    assert "note: top_k=9 but there are 4 classes; validation_top_k_accuracy counts the top 4" in lines
+    assert any("Validation-top_k_accuracy=1.000000" in line for line in lines)
+
+
+def test_job_folder_under_a_file(packed_cards, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    r = run_cli("train", packed_cards, "--job-dir", tmp_path / "file" / "job", *_cli(FAST))
+    assert r.returncode == 1 and "error: cannot write the job folder" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_a_full_disk_during_training_is_one_line_and_leaves_no_partial_file(packed_cards, tmp_path):
+    def full_disk():  # files may grow to 300 kB: the job's configuration fits, its checkpoints do not
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    job = tmp_path / "job"
+    r = subprocess.run([sys.executable, "-m", "magiccards.cli", "train", str(packed_cards), "--job-dir", str(job),
+                        *_cli(FAST)], capture_output=True, text=True, preexec_fn=full_disk, timeout=600)
+    assert r.returncode == 1, r.stderr
+    assert "error: training failed: cannot write checkpoints or the model: the disk is full" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    written = [p for p in job.rglob("*") if p.is_file() and "input" not in p.parts]
+    assert [p.name for p in written] == ["failure"], written
+
+
+def test_an_immutable_job_folder(packed_cards, tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    subprocess.run(["chattr", "+i", str(job)], check=True)
+    try:
+        r = run_cli("train", packed_cards, "--job-dir", job, *_cli(FAST))
+    finally:
+        subprocess.run(["chattr", "-i", str(job)], check=True)
+    assert r.returncode == 1 and "error: cannot write the job folder" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and list(job.iterdir()) == []
+
+
+def _cli(hp: dict) -> list[str]:
+    return [item for key, value in hp.items() for item in (f"--{key}", value)]
 
 
 def test_mini_batch_larger_than_data(packed_cards, tmp_path):

@@ -1,0 +1,82 @@
+"""A client of a running endpoint (`magiccards serve`, `docker run IMAGE serve`, or any URL of the same
+contract): send images to /invocations, get the answers, draw them (`magiccards invoke`)."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from magiccards.errors import UserError
+from magiccards.files import atomic_path, write_text_atomic, writing
+
+from .images import decode_image
+from .predict_files import annotate
+from .predictor import Classification, Detection
+
+CONTENT_TYPES = {".png": "image/png"}
+
+
+def invoke(url: str, data: bytes, content_type: str = "image/jpeg", timeout: float = 60,
+           score_threshold: float = 0.0) -> dict | list:
+    """POST `data` to `url`/invocations asking for class names too (and detections scoring at least
+    `score_threshold`); the decoded JSON answer."""
+    request = urllib.request.Request(url.rstrip("/") + "/invocations", data=data, method="POST",
+                                     headers={"Content-Type": content_type, "Accept": "application/json",
+                                              "X-Amzn-SageMaker-Custom-Attributes": f"names=true;score_threshold={score_threshold}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        raise UserError(f"{url} answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise UserError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
+
+
+def wait_until_ready(url: str, seconds: float) -> None:
+    """Wait until `url`/ping answers 200 (a server that is starting); UserError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"{url}/ping did not answer within {seconds:g} s")
+        time.sleep(0.25)
+
+
+def as_result(answer, classes: list[str] | None = None):
+    """A predictor result from an endpoint's answer (for drawing)."""
+    if isinstance(answer, dict) and "labels" in answer:
+        return Classification(list(answer["prediction"]), list(answer["labels"]))
+    names = answer.get("names") or [str(int(row[0])) for row in answer["prediction"]]
+    return [Detection(int(row[0]), float(row[1]), tuple(row[2:6]), name) for row, name in zip(answer["prediction"], names)]
+
+
+def invoke_files(url: str, images: list[Path], out: Path, score_threshold: float = 0.3, log=print) -> int:
+    """Send each image to the endpoint; write `<name>.json` (the answer) and `<name>.jpg` (drawn)."""
+    with writing(f"the output folder {out}"):
+        out.mkdir(parents=True, exist_ok=True)
+    for path in images:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror}") from None
+        answer = invoke(url, data, CONTENT_TYPES.get(Path(path).suffix.lower(), "image/jpeg"),
+                        score_threshold=score_threshold)
+        result = as_result(answer)
+        task = "classification" if isinstance(result, Classification) else "detection"
+        pixels = decode_image(data)
+        with writing(f"the output folder {out}"):
+            write_text_atomic(out / f"{Path(path).stem}.json", json.dumps(answer, indent=1))
+            with atomic_path(out / f"{Path(path).stem}.jpg") as tmp:
+                annotate(np.asarray(pixels), result, task).save(tmp, "JPEG", quality=90)
+        found = len(result) if task == "detection" else result.top(1)[0][0]
+        log(f"{path}: {found if task == 'classification' else f'{found} box(es)'} -> {out / (Path(path).stem + '.jpg')}")
+    return len(images)

@@ -1,0 +1,117 @@
+"""SSD box decoding and per-class NMS in NumPy: the end of the detection graph, for every edge runtime.
+
+A detection export (`magiccards export`) holds the network up to its class probabilities (N, A, C+1,
+background first) and box offsets (N, A, 4); the anchors and the rules of the graph's own tail are
+stored beside it (exports/decode.json, exports/anchors.npy). This module replays that tail exactly as
+MXNet's ops do it, so an ONNX Runtime or OpenVINO export answers as the model directory's own graph:
+
+- `_contrib_box_decode` (format center): anchor (cx, cy, w, h); centre + offset * std * size,
+  size * exp(offset * std), clipped in log space when `clip` > 0;
+- GluonCV's MultiPerClassDecoder: one candidate per anchor and foreground class whose probability is
+  above its threshold;
+- `_contrib_box_nms` (per class unless force_suppress): candidates above `valid_thresh`, best first,
+  the best `topk` kept, greedy suppression at IoU > `overlap_thresh`; then the first `keep` rows,
+  padded with -1 as MXNet pads them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeRules:
+    """The parameters of the detection graph's tail, as read from the MXNet symbol by the exporter."""
+
+    std: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    clip: float = -1.0
+    class_thresh: float = 0.01
+    overlap_thresh: float = 0.45
+    valid_thresh: float = 0.01
+    topk: int = 400
+    keep: int = 100
+    force_suppress: bool = False
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict) -> DecodeRules:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        rules = {k: v for k, v in value.items() if k in fields}
+        if "std" in rules:
+            rules["std"] = tuple(float(v) for v in rules["std"])
+        return cls(**rules)
+
+
+def load_rules(path: Path) -> DecodeRules:
+    return DecodeRules.from_json(json.loads(Path(path).read_text()))
+
+
+def decode_boxes(offsets: np.ndarray, anchors: np.ndarray, rules: DecodeRules) -> np.ndarray:
+    """Corner boxes (..., A, 4) from box offsets (..., A, 4) and centre-format anchors (A, 4)."""
+    std = np.asarray(rules.std, np.float32)
+    ax, ay, aw, ah = (anchors[..., i] for i in range(4))
+    ox = offsets[..., 0] * std[0] * aw + ax
+    oy = offsets[..., 1] * std[1] * ah + ay
+    tw, th = offsets[..., 2] * std[2], offsets[..., 3] * std[3]
+    if rules.clip > 0:
+        tw, th = np.minimum(tw, rules.clip), np.minimum(th, rules.clip)
+    half_w, half_h = np.exp(tw) * aw / 2, np.exp(th) * ah / 2
+    return np.stack([ox - half_w, oy - half_h, ox + half_w, oy + half_h], axis=-1)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    width = np.maximum(0.0, np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]))
+    height = np.maximum(0.0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]))
+    inter = width * height
+    area = max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+    areas = np.maximum(0.0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0.0, boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def nms_one(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray, rules: DecodeRules) -> np.ndarray:
+    """Rows [id, score, xmin, ymin, xmax, ymax] kept by box_nms, best first, padded with -1 to `keep`."""
+    valid = np.flatnonzero((scores > rules.valid_thresh) & (ids >= 0))
+    order = valid[np.argsort(-scores[valid], kind="stable")][:rules.topk]
+    ids, scores, boxes = ids[order], scores[order], boxes[order]
+    alive = np.ones(len(order), bool)
+    kept = []
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        kept.append(i)
+        if len(kept) == rules.keep:
+            break
+        rest = np.arange(i + 1, len(order))
+        rest = rest[alive[rest]]
+        if not rest.size:
+            continue
+        if not rules.force_suppress:
+            rest = rest[ids[rest] == ids[i]]
+        alive[rest[_iou(boxes[i], boxes[rest]) > rules.overlap_thresh]] = False
+    out = np.full((rules.keep, 6), -1.0, np.float32)
+    if kept:
+        out[:len(kept), 0], out[:len(kept), 1], out[:len(kept), 2:] = ids[kept], scores[kept], boxes[kept]
+    return out
+
+
+def decode(probabilities: np.ndarray, offsets: np.ndarray, anchors: np.ndarray,
+           rules: DecodeRules) -> list[np.ndarray]:
+    """The detection graph's outputs [ids (N, keep, 1), scores (N, keep, 1), boxes (N, keep, 4)] from the
+    heads' class probabilities (N, A, C+1) and box offsets (N, A, 4)."""
+    boxes = decode_boxes(offsets, anchors, rules)
+    foreground = probabilities.shape[-1] - 1
+    rows = []
+    for probs, corners in zip(probabilities, boxes):
+        scores = probs[:, 1:].T.reshape(-1)  # class-major, as the graph concatenates the classes
+        ids = np.repeat(np.arange(foreground, dtype=np.float32), probs.shape[0])
+        ids = np.where(scores > rules.class_thresh, ids, -1.0)
+        scores = np.where(scores > rules.class_thresh, scores, 0.0)
+        rows.append(nms_one(ids, scores, np.tile(corners, (foreground, 1)), rules))
+    rows = np.stack(rows) if rows else np.zeros((0, rules.keep, 6), np.float32)
+    return [rows[..., 0:1], rows[..., 1:2], rows[..., 2:6]]

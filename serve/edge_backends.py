@@ -1,0 +1,106 @@
+"""ONNX Runtime and OpenVINO backends: they run the exports that `magiccards export` writes to exports/.
+
+Each runs one export (exports/<format>-<precision>/) with the interface of backends.MXNetBackend: an
+NCHW float32 batch in, the model card's output layout out. A detection export holds the graph up to the
+class probabilities and box offsets; the rest of the graph (box decoding, per-class NMS) runs here in
+NumPy (detection_decode.py) with the anchors and rules stored beside the export, the same for every
+runtime.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
+
+from .backends import BackendError, threads_given
+from .detection_decode import decode, load_rules
+
+
+class _ExportBackend:
+    """One export of the model directory, and the detection tail it needs."""
+
+    name = export_format = ""
+
+    def __init__(self, model: ModelDir, precision: str):
+        self.precision = precision
+        self.file = model.export_file(self.export_format, precision)
+        if not self.file.is_file():
+            raise BackendError(f"{self.file} does not exist; run `magiccards export {model.path} "
+                               f"--format {self.export_format} --precision {precision}`")
+        self._tail = None
+        if model.task == "detection":
+            try:
+                self._tail = (np.load(model.exports_dir / ANCHORS), load_rules(model.exports_dir / DECODE_RULES))
+            except (OSError, ValueError, TypeError) as e:
+                raise BackendError(f"the detection export in {model.exports_dir} lacks its anchors or decoding "
+                                   f"rules ({e}); export it again") from None
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        outputs = self._run(np.ascontiguousarray(batch, np.float32))
+        if self._tail is None:
+            return outputs
+        anchors, rules = self._tail
+        return decode(outputs[0], outputs[1], anchors, rules)
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class OnnxRuntimeBackend(_ExportBackend):
+    name, export_format = "onnxruntime", "onnx"
+
+    def __init__(self, model: ModelDir, precision: str = "fp32", threads: int | None = None):
+        super().__init__(model, precision)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or threads_given()
+        options.log_severity_level = 3  # errors only: MXNet's exporter leaves initializers among the inputs
+        try:
+            self._session = ort.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own C++ exception types
+            raise BackendError(f"onnxruntime cannot load {self.file}: {str(e).splitlines()[0][:300]}") from None
+        self._input = self._session.get_inputs()[0].name
+        self.ran_at = precision
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return [np.asarray(o, np.float32) for o in self._session.run(None, {self._input: batch})]
+
+
+def openvino_precision(precision: str) -> str:
+    """The INFERENCE_PRECISION_HINT for an export: f32 for fp32 and int8 (its float parts), and the CPU's
+    own half precision for fp16 (bf16 where the CPU has it, which OpenVINO would pick silently anyway)."""
+    if precision != "fp16":
+        return "f32"
+    import openvino as ov
+
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else ("f16" if "FP16" in capabilities else "f32")
+
+
+class OpenVinoBackend(_ExportBackend):
+    name, export_format = "openvino", "openvino"
+
+    def __init__(self, model: ModelDir, precision: str = "fp32", threads: int | None = None):
+        super().__init__(model, precision)
+        import openvino as ov
+
+        # OpenVINO picks bf16 on CPUs that have it: ask for the precision the export was checked at
+        config = {"INFERENCE_NUM_THREADS": threads or threads_given(),
+                  "INFERENCE_PRECISION_HINT": openvino_precision(precision)}
+        try:
+            self._compiled = ov.Core().compile_model(str(self.file), "CPU", config)
+        except RuntimeError as e:
+            raise BackendError(f"OpenVINO cannot compile {self.file}: {str(e).splitlines()[0][:300]}") from None
+        ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
+        self.ran_at = {"f32": "fp32", "f16": "fp16"}.get(ran, ran)  # bf16 stays bf16
+        if precision == "int8":
+            self.ran_at = f"int8 ({self.ran_at} between)"
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self._compiled(batch)
+        return [np.asarray(result[output], np.float32) for output in self._compiled.outputs]
+
+
+BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}

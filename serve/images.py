@@ -1,0 +1,52 @@
+"""Image bytes in, RGB pixels out: decoding for inference, with the size checked before any decoding.
+
+A 30000 x 30000 JPEG is a few hundred kilobytes and 2.7 GB once decoded: the header is read first and
+an image over `max_pixels` is refused without decoding it. EXIF orientation is applied, as `pack` does
+for training images (an upright image is what the network learnt).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from magiccards.errors import UserError
+
+# images with more pixels than this are refused (MAGICCARDS_MAX_IMAGE_PIXELS overrides): 64 MP
+MAX_PIXELS = int(os.environ.get("MAGICCARDS_MAX_IMAGE_PIXELS", "64000000"))
+Image.MAX_IMAGE_PIXELS = None  # our own bound applies, before decoding; PIL's warning would only add noise
+
+
+class ImageError(UserError):
+    """Bytes that are not a usable image; `too_large` tells a size refusal from undecodable bytes."""
+
+    def __init__(self, message: str, too_large: bool = False):
+        super().__init__(message)
+        self.too_large = too_large
+
+
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """HWC uint8 RGB pixels of JPEG/PNG/... `data`, upright (EXIF orientation applied)."""
+    if not data:
+        raise ImageError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"the image is {width} x {height} pixels, more than the {max_pixels:,} allowed "
+                                 "(MAGICCARDS_MAX_IMAGE_PIXELS); send a smaller image", too_large=True)
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # gluoncv sets it True on import: a cut-short image is an error
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("the bytes are not an image in a known format (JPEG, PNG, ...)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"the image cannot be decoded ({e}); is it truncated?") from None

@@ -1,0 +1,125 @@
+"""The inference server: gunicorn worker processes around serve/app.py, configured as SageMaker expects.
+
+    SAGEMAKER_BIND_TO_PORT          port (default 8080)
+    SAGEMAKER_MODEL_SERVER_WORKERS  worker processes (default: one per core given to the container)
+    SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds a request may take (default 60)
+    SAGEMAKER_MAX_PAYLOAD_IN_MB     request body limit (default 6, a real-time endpoint's limit)
+    MAGICCARDS_BACKEND              auto | mxnet | onnxruntime | openvino
+
+The model directory is checked (and a model.tar.gz unpacked, safely) once, before any worker starts:
+a missing or corrupt model ends the server with one clear line instead of a server answering 500s.
+Each worker loads the predictor before it accepts a connection, so /ping answers 200 only with a
+model loaded. SIGTERM stops gracefully: in-flight requests finish, then the workers exit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from magiccards.errors import UserError
+from magiccards.model_dir import ModelDir, open_model_dir
+
+from .backends import threads_given
+
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+BOOT_ERROR = 3  # gunicorn's exit status for a worker that cannot start: the arbiter stops
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    port: int = 8080
+    workers: int = 1
+    timeout: float = 60.0
+    max_payload_mb: float = 6.0
+    backend: str | None = None
+    host: str = "0.0.0.0"
+
+    @property
+    def threads_per_worker(self) -> int:
+        return max(1, threads_given() // self.workers)
+
+    @classmethod
+    def from_environment(cls, **overrides) -> ServerConfig:
+        """The SageMaker variables above; `overrides` (not None) win."""
+        env = os.environ
+        try:
+            config = cls(port=int(env.get("SAGEMAKER_BIND_TO_PORT", 8080)),
+                         workers=int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or threads_given()),
+                         timeout=float(env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60)),
+                         max_payload_mb=float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6)),
+                         backend=env.get("MAGICCARDS_BACKEND") or None)
+        except ValueError as e:
+            raise UserError(f"a SAGEMAKER_* server setting is not a number ({e})") from None
+        config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if config.workers < 1 or config.timeout <= 0 or config.max_payload_mb <= 0 or not 0 < config.port < 65536:
+            raise UserError(f"server settings out of range: {config}")
+        return config
+
+
+def check_model(path: Path) -> ModelDir:
+    """The model directory to serve (a model.tar.gz in it is unpacked safely into a temporary folder)."""
+    return open_model_dir(Path(path), Path(tempfile.mkdtemp(prefix="magiccards-serve-")))
+
+
+def _application(model: ModelDir, config: ServerConfig):
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            settings = {"bind": f"{config.host}:{config.port}", "workers": config.workers,
+                        "worker_class": "gthread", "threads": 4,
+                        "timeout": int(config.timeout) + 30,  # our own timeout answers first (504)
+                        "graceful_timeout": int(config.timeout) + 5, "keepalive": 75,
+                        "errorlog": "-", "loglevel": "info", "accesslog": None,
+                        "proc_name": "magiccards-serve"}
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from .app import InferenceApp
+            from .predictor import Predictor
+            try:
+                predictor = Predictor(model, backend=config.backend, threads=config.threads_per_worker)
+            except UserError as e:
+                print(f"error: {e}", file=sys.stderr, flush=True)
+                sys.exit(BOOT_ERROR)
+            print(f"worker {os.getpid()}: {predictor.describe()}", flush=True)
+            return InferenceApp(predictor, max_payload_bytes=int(config.max_payload_mb * (1 << 20)),
+                                timeout_seconds=config.timeout, max_concurrent_transforms=config.workers)
+
+    return Server()
+
+
+def serve(model_path: Path, config: ServerConfig, log=print) -> int:
+    """Run the server until it is stopped; returns its exit status."""
+    model = check_model(model_path)
+    if config.backend:
+        select_backend_name_check(model, config.backend)
+    log(f"serving {model.task} model {model.path} on port {config.port}: {config.workers} worker(s), "
+        f"{config.threads_per_worker} thread(s) each, timeout {config.timeout:g} s, "
+        f"payload limit {config.max_payload_mb:g} MB")
+    server = _application(model, config)
+    try:
+        server.run()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+def select_backend_name_check(model: ModelDir, name: str) -> None:
+    """Fail before the workers start when the asked-for backend cannot run `model` (a bad name, no export)."""
+    from .backends import resolve
+
+    resolve(model, name)
+
+
+def main() -> int:
+    """`docker run IMAGE serve`: serve /opt/ml/model with the SageMaker settings of the environment."""
+    try:
+        return serve(Path(os.environ.get("SM_MODEL_DIR", SAGEMAKER_MODEL_DIR)), ServerConfig.from_environment())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
