@@ -21,7 +21,7 @@ DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directo
 install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]' 2>&1 | $(QUIET_PIP)
+	$(BIN)/pip install -q -e '.[test,edge]' 2>&1 | $(QUIET_PIP)
 	touch $@
 
 docker:  ## install docker.io and debootstrap when missing, start dockerd when no engine answers

@@ -60,40 +60,55 @@ def decode_boxes(offsets: np.ndarray, anchors: np.ndarray, rules: DecodeRules) -
     tw, th = offsets[..., 2] * std[2], offsets[..., 3] * std[3]
     if rules.clip > 0:
         tw, th = np.minimum(tw, rules.clip), np.minimum(th, rules.clip)
-    half_w, half_h = np.exp(tw) * aw / 2, np.exp(th) * ah / 2
+    with np.errstate(over="ignore"):  # an untrained head can overflow exp, as it does in MXNet: inf boxes
+        half_w, half_h = np.exp(tw) * aw / 2, np.exp(th) * ah / 2
     return np.stack([ox - half_w, oy - half_h, ox + half_w, oy + half_h], axis=-1)
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    width = np.maximum(0.0, np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]))
-    height = np.maximum(0.0, np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]))
+def _suppression(ids: np.ndarray, boxes: np.ndarray, rules: DecodeRules) -> np.ndarray:
+    """(n, n) booleans: row i suppresses column j when their IoU exceeds the threshold (same class unless
+    force_suppress). All pairs at once: at most `topk` candidates, so at most topk^2 values."""
+    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = np.maximum(0.0, x1 - x0) * np.maximum(0.0, y1 - y0)
+    width = np.maximum(0.0, np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]))
+    height = np.maximum(0.0, np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]))
     inter = width * height
-    area = max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-    areas = np.maximum(0.0, boxes[:, 2] - boxes[:, 0]) * np.maximum(0.0, boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    union = area[:, None] + area[None] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        suppress = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0) > rules.overlap_thresh
+    if not rules.force_suppress:
+        suppress &= ids[:, None] == ids[None]
+    return suppress
+
+
+def _greedy(suppress: np.ndarray) -> list[int]:
+    """Indices kept by greedy suppression over candidates sorted best first."""
+    alive = np.ones(len(suppress), bool)
+    kept = []
+    for i in range(len(suppress)):
+        if alive[i]:
+            kept.append(i)
+            alive &= ~suppress[i]  # only later candidates matter: earlier ones are decided
+    return kept
 
 
 def nms_one(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray, rules: DecodeRules) -> np.ndarray:
-    """Rows [id, score, xmin, ymin, xmax, ymax] kept by box_nms, best first, padded with -1 to `keep`."""
+    """Rows [id, score, xmin, ymin, xmax, ymax] kept by box_nms, best first, padded with -1 to `keep`.
+
+    Per class (force_suppress off), classes never suppress each other, so each class is suppressed on its
+    own (smaller IoU matrices) and the survivors merged back in score order: the same rows as one pass."""
     valid = np.flatnonzero((scores > rules.valid_thresh) & (ids >= 0))
     order = valid[np.argsort(-scores[valid], kind="stable")][:rules.topk]
-    ids, scores, boxes = ids[order], scores[order], boxes[order]
-    alive = np.ones(len(order), bool)
-    kept = []
-    for i in range(len(order)):
-        if not alive[i]:
-            continue
-        kept.append(i)
-        if len(kept) == rules.keep:
-            break
-        rest = np.arange(i + 1, len(order))
-        rest = rest[alive[rest]]
-        if not rest.size:
-            continue
-        if not rules.force_suppress:
-            rest = rest[ids[rest] == ids[i]]
-        alive[rest[_iou(boxes[i], boxes[rest]) > rules.overlap_thresh]] = False
+    ids, scores, boxes = ids[order], scores[order], boxes[order].astype(np.float32)
+    if rules.force_suppress:
+        kept = _greedy(_suppression(ids, boxes, rules))
+    else:
+        kept = []
+        for class_id in np.unique(ids):
+            members = np.flatnonzero(ids == class_id)
+            kept += members[_greedy(_suppression(ids[members], boxes[members], rules))].tolist()
+        kept.sort()  # positions in the score order
+    kept = kept[:rules.keep]
     out = np.full((rules.keep, 6), -1.0, np.float32)
     if kept:
         out[:len(kept), 0], out[:len(kept), 1], out[:len(kept), 2:] = ids[kept], scores[kept], boxes[kept]

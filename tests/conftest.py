@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import QUICK_HP
+
 REPO = Path(__file__).resolve().parents[1]
 FILES = Path(__file__).resolve().parent / "data" / "files"
 RACCOON = FILES / "raccoon"  # 24 real photos with VOC boxes (MIT licence)
@@ -69,3 +71,49 @@ def packed_scenes(tmp_path_factory) -> Path:
           progress=False)
     pack(root / "images", root / "rec", val_fraction=0.2, seed=0, workers=2, progress=False)
     return root / "rec"
+
+
+# Trained models to serve and export: a small classifier and a small detector, trained once per test session.
+@pytest.fixture(scope="session")
+def classifier(packed_cards, tmp_path_factory) -> Path:
+    """The model directory of a 4-class ResNet-18 (32 px) trained for 4 epochs."""
+    from magiccards.container.local_run import run_local
+    job = tmp_path_factory.mktemp("serve-classifier") / "job"
+    return run_local(packed_cards, job, dict(QUICK_HP, epochs="4"), log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def detector(packed_scenes, tmp_path_factory) -> Path:
+    """The model directory of a 2-class SSD (MobileNet 0.25, 128 px) trained for 3 epochs."""
+    from magiccards.container.local_run import run_local
+    job = tmp_path_factory.mktemp("serve-detector") / "job"
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "3", "mini_batch_size": "16",
+          "use_pretrained_model": "0", "learning_rate": "0.01", "num_workers": "0"}
+    return run_local(packed_scenes, job, hp, log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(packed_cards, tmp_path_factory) -> Path:
+    """A classifier that has really learned (64 px, Adam, 10 epochs: about 85 % validation accuracy), for the
+    checks whose gates mean something only on a model with decided answers (INT8 parity)."""
+    from magiccards.container.local_run import run_local
+    job = tmp_path_factory.mktemp("trained-classifier") / "job"
+    hp = dict(QUICK_HP, image_shape="3,64,64", optimizer="adam", learning_rate="0.002", epochs="10")
+    return run_local(packed_cards, job, hp, log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory) -> Path:
+    """A detector with some skill (640 scenes of 128 px, 2 classes, Adam, 8 epochs: about 40 s), for the
+    export parity checks: mAP differences on a detector that has learned nothing are noise."""
+    from magiccards.container.local_run import run_local
+    from magiccards.data.pack import pack
+    from magiccards.data.synth import synth
+    root = tmp_path_factory.mktemp("trained-detector")
+    synth(root / "images", task="detection", count=640, classes=2, size=128, max_cards=2, seed=22, workers=2,
+          progress=False)
+    pack(root / "images", root / "rec", val_fraction=0.1, seed=0, workers=2, progress=False)
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "8", "mini_batch_size": "16",
+          "use_pretrained_model": "0", "optimizer": "adam", "learning_rate": "0.003", "lr_scheduler_step": "6",
+          "num_workers": "0"}
+    return run_local(root / "rec", root / "job", hp, log=lambda line: None)

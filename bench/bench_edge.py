@@ -1,0 +1,154 @@
+"""Benchmark: MXNet vs ONNX Runtime vs OpenVINO (FP32, FP16/BF16, INT8), side by side in one run.
+
+For ResNet-18 at 224 and the SSD preset at 300, with trained weights: the demo classifier's (ResNet-18
+is fully convolutional up to its global pooling, so its weights run unchanged at 224) and the demo
+detector's (`make demo` trains both; `--classifier` / `--detector` take any model directories). Each
+is copied at the benchmark's input size, exported in every format and precision with
+`magiccards export` (parity measured on the model's own validation records), then timed:
+
+- batch-1 latency p50 / p99 of the backend (preprocessed input in, the model's outputs out; for the
+  detector, box decoding and NMS included: in MXNet's graph, in NumPy for the exports);
+- throughput in images/s at batch 8.
+
+Targets: OpenVINO FP32 >= 3x MXNet for ResNet-18 and >= 2.5x for the SSD; INT8 >= 1.8x OpenVINO FP32,
+with the parity gates of the export. Everything runs on the cores this process is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEMO = Path("demo-output")
+EXPORTS = [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"), ("openvino", "int8")]
+
+
+def at_size(model: Path, size: int, out: Path) -> Path:
+    """A copy of a job's model directory (and its validation channel) whose card says `size`."""
+    job = out / f"{model.parent.name}-{size}"
+    shutil.rmtree(job, ignore_errors=True)
+    shutil.copytree(model, job / "model", ignore=shutil.ignore_patterns("exports"))
+    validation = model.parent / "input" / "data" / "validation"
+    if validation.is_dir():
+        shutil.copytree(validation, job / "input" / "data" / "validation")
+    for name in ("model-card.json", "model-shapes.json"):
+        path = job / "model" / name
+        value = json.loads(path.read_text())
+        for entry in (value["input"] if name == "model-card.json" else value[0],):
+            entry["shape"] = [1, 3, size, size]
+        path.write_text(json.dumps(value, indent=1))
+    return job / "model"
+
+
+def timings(backend, batch1: np.ndarray, batch8: np.ndarray, runs: int) -> dict:
+    for _ in range(5):
+        backend.run(batch1)
+    latencies = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.run(batch1)
+        latencies.append(time.perf_counter() - start)
+    backend.run(batch8)
+    start, rounds = time.perf_counter(), max(3, runs // 8)
+    for _ in range(rounds):
+        backend.run(batch8)
+    per_second = 8 * rounds / (time.perf_counter() - start)
+    latencies.sort()
+    return {"p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+            "images_per_s": per_second}
+
+
+def bench_model(label: str, model: Path, runs: int, log) -> list[dict]:
+    from magiccards.deeplens.export import export
+    from magiccards.deeplens.validation import find_records, read_samples
+    from magiccards.serve.backends import select
+    from magiccards.serve.preprocess import network_input
+
+    from magiccards.model_dir import open_model_dir
+
+    records = {}
+    for fmt, precision in EXPORTS:
+        records[(fmt, precision)] = export(model, fmt, precision, log=lambda line: None)
+        log(f"  {label}: exported {fmt} {precision}: parity {'passed' if records[(fmt, precision)]['passed'] else 'FAILED'}")
+    opened = open_model_dir(model)
+    samples = read_samples(find_records(opened, None, "the benchmark"), opened.task, 8)
+    inputs = np.stack([network_input(s.image, opened.task, opened.input_shape, opened.mean, opened.std)
+                       for s in (samples * 8)[:8]])
+    rows = []
+    for name, key in [("mxnet", None), ("onnxruntime:fp32", ("onnx", "fp32")), ("openvino:fp32", ("openvino", "fp32")),
+                      ("openvino:fp16", ("openvino", "fp16")), ("openvino:int8", ("openvino", "int8"))]:
+        backend = select(opened, name)
+        row = {"model": label, "backend": name, "ran_at": backend.ran_at, **timings(backend, inputs[:1], inputs, runs)}
+        if key:
+            record = records[key]
+            row["parity"] = (f"top-1 {record['top1_agreement']:.1f} %" if "top1_agreement" in record else
+                             f"mAP {record['map_points_lost']:+.2f} pt") + ("" if record["passed"] else " FAILED")
+        else:
+            row["parity"] = "reference"
+        rows.append(row)
+        log(f"  {label} {name} ({row['ran_at']}): p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+            f"{row['images_per_s']:.1f} img/s")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | backend (ran at) | p50 ms | p99 ms | img/s (batch 8) | vs MXNet p50 | parity |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        reference = next(r for r in rows if r["model"] == row["model"] and r["backend"] == "mxnet")
+        lines.append(f"| {row['model']} | {row['backend']} ({row['ran_at']}) | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+                     f"| {row['images_per_s']:.1f} | {reference['p50_ms'] / row['p50_ms']:.2f}x | {row['parity']} |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    out = []
+    for label, target in (("ResNet-18 224", 3.0), ("SSD 300", 2.5)):
+        by = {r["backend"]: r for r in rows if r["model"] == label}
+        if not by:
+            continue
+        fp32 = by["mxnet"]["p50_ms"] / by["openvino:fp32"]["p50_ms"]
+        int8 = by["openvino:fp32"]["p50_ms"] / by["openvino:int8"]["p50_ms"]
+        out.append(f"{label}: OpenVINO FP32 {fp32:.2f}x MXNet (target >= {target}x: {'met' if fp32 >= target else 'MISSED'}); "
+                   f"INT8 {int8:.2f}x OpenVINO FP32 (target >= 1.8x: {'met' if int8 >= 1.8 else 'MISSED'})")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classifier", type=Path, default=DEMO / "cards-job" / "model")
+    parser.add_argument("--detector", type=Path, default=DEMO / "scenes-job" / "model")
+    parser.add_argument("--runs", type=int, default=200, help="timed batch-1 runs per backend")
+    parser.add_argument("--out", type=Path, default=Path("bench-output") / "edge")
+    args = parser.parse_args(argv)
+    for model in (args.classifier, args.detector):
+        if not (model / "model-card.json").is_file():
+            print(f"error: {model} is not a model directory (run `make demo` first, or pass --classifier/--detector)",
+                  file=sys.stderr)
+            return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-edge-", dir=args.out))
+    rows = []
+    try:
+        for label, model, size in (("ResNet-18 224", args.classifier, 224), ("SSD 300", args.detector, 300)):
+            print(f"{label}: {model} at {size} x {size}", flush=True)
+            rows += bench_model(label, at_size(model, size, scratch), args.runs, lambda line: print(line, flush=True))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    text = table(rows) + "\n\n" + "\n".join(verdicts(rows)) + "\n"
+    print("\n" + text)
+    (args.out / "edge.md").write_text(text)
+    (args.out / "edge.json").write_text(json.dumps(rows, indent=1))
+    print(f"written: {args.out / 'edge.md'}, {args.out / 'edge.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
