@@ -16,7 +16,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -40,7 +40,15 @@ $(SDK_VENV)/.installed:
 	$(SDK_VENV)/bin/pip install -q 'sagemaker==2.257.7' 2>&1 | $(QUIET_PIP)
 	touch $@
 
-test: install base-image image $(SDK_VENV)/.installed
+# The Intel Model Optimizer with its MXNet front end (what DeepLens's mo.optimize wraps) left OpenVINO after
+# 2023.3: it gets a venv of its own too (`magiccards deeplens check` finds .venv-mo/bin/mo).
+MO_VENV := .venv-mo
+$(MO_VENV)/.installed:
+	test -x $(MO_VENV)/bin/python || $(PYTHON) -m venv $(MO_VENV)
+	$(MO_VENV)/bin/pip install -q 'openvino-dev==2023.3.0' 'mxnet==1.9.1' 'numpy==1.23.5' 2>&1 | $(QUIET_PIP)
+	touch $@
+
+test: install base-image image $(SDK_VENV)/.installed $(MO_VENV)/.installed
 	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
 test-fast: install  ## the tests that need no Docker engine
@@ -70,6 +78,11 @@ demo: install
 		--image_shape 256 --epochs 3 --lr_scheduler_step 2 --mini_batch_size 16 --optimizer adam \
 		--learning_rate 0.002 --augmentation_type none --use_pretrained_model 0 2>&1 \
 		| grep -E "validation mAP|Epoch\[[0-9]+\] Speed|model directory|error"
+	@echo "Exporting both models for the edge (ONNX Runtime, OpenVINO), each checked against MXNet on its own validation images:"
+	for model in cards-job scenes-job; do for format in onnx openvino; do \
+		$(BIN)/magiccards export $(DEMO)/$$model/model --format $$format | grep -E "parity|error"; done; done
+	@echo "Packaging the classifier as an AWS IoT Greengrass v2 component (recipe + artifact; --publish uploads it):"
+	$(BIN)/magiccards greengrass $(DEMO)/cards-job/model --out $(DEMO)/greengrass
 	@echo "Serving the detector as a SageMaker endpoint would (magiccards serve) and sending it a new scene:"
 	$(BIN)/magiccards synth $(DEMO)/new-scene --task detection --count 1 --classes 6 --seed 99 > /dev/null
 	$(BIN)/magiccards serve $(DEMO)/scenes-job/model --port $(DEMO_PORT) --workers 1 > $(DEMO)/serve.log 2>&1 & \
@@ -78,7 +91,8 @@ demo: install
 		status=$$?; kill -TERM $$server; wait $$server; exit $$status
 	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
-		"the served scene, drawn: $(DEMO)/served/"
+		"the served scene, drawn: $(DEMO)/served/; exports in $(DEMO)/*-job/model/exports;" \
+		"a Greengrass component in $(DEMO)/greengrass"
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack
@@ -92,6 +106,10 @@ bench-startup: install  ## how fast the dataset tools start (no training stack l
 bench-serve: install  ## the predictor in-process vs over HTTP, on the demo's models (make demo first)
 	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo
 	$(BIN)/python bench/bench_serve.py
+
+bench-edge: install  ## MXNet vs ONNX Runtime vs OpenVINO FP32/FP16/INT8 on the demo's models (make demo first)
+	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo
+	$(BIN)/python bench/bench_edge.py --out $(BENCH)/edge
 
 bench-image: install docker base-image
 	$(BIN)/python bench/bench_image.py --out $(BENCH)/image

@@ -1,7 +1,8 @@
 """Benchmark: the predictor in-process vs /invocations over HTTP, side by side in one run.
 
 For the demo classifier and the demo detector (`make demo` trains them; `--classifier`/`--detector`
-take any model directories), on validation images of their data:
+take any model directories), on validation images of their data, in-process and HTTP measured in
+alternating rounds (best of 3 each):
 
 - 1 client: p50/p99 latency and images/s of the predictor called in-process (decoding included, all
   cores) and of `magiccards serve` with one worker (all cores) over HTTP. Target: HTTP p50 <= 1.2x.
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 DEMO = Path("demo-output")
+ROUNDS = 3
 
 
 def _free_port() -> int:
@@ -46,9 +48,10 @@ def _validation_jpegs(rec: Path, n: int) -> list[bytes]:
 class Server:
     def __init__(self, model: Path, workers: int):
         self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS")}
         self.proc = subprocess.Popen([sys.executable, "-m", "magiccards.cli", "serve", str(model), "--port",
                                       str(self.port), "--workers", str(workers)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -98,10 +101,13 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
 
 
-def _in_process(model: Path, jpegs: list[bytes], requests: int) -> dict:
+def _best(runs: list[dict]) -> dict:
+    """The fastest of alternating rounds (the machine is shared: each side gets its best moment)."""
+    return max(runs, key=lambda r: r["rate"])
+
+
+def _in_process(predictor, jpegs: list[bytes], requests: int) -> dict:
     from magiccards.serve.images import decode_image
-    from magiccards.serve.predictor import Predictor
-    predictor = Predictor(model)
     for jpeg in jpegs[:5]:
         predictor.predict([decode_image(jpeg)])
     latencies = []
@@ -133,28 +139,39 @@ def _over_http(server: Server, jpegs: list[bytes], requests: int, clients: int) 
     for jpeg in jpegs[:5]:
         server.post(jpeg)
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
+    elapsed, client_cpu = time.perf_counter() - started, time.process_time() - cpu
     p50, p99 = _percentiles(latencies)
-    return {"p50": p50, "p99": p99, "rate": len(latencies) / elapsed}
+    # the clients run on the same cores as the server: their share of the core-seconds is not the server's
+    share = min(0.95, client_cpu / (len(os.sched_getaffinity(0)) * elapsed))
+    return {"p50": p50, "p99": p99, "rate": len(latencies) / elapsed, "client_share": share}
 
 
 def bench(name: str, model: Path, rec: Path, requests: int, memory_requests: int) -> list[str]:
+    from magiccards.serve.predictor import Predictor
+
     cores = len(os.sched_getaffinity(0))
     jpegs = _validation_jpegs(rec, 64)
-    local = _in_process(model, jpegs, requests)
+    predictor = Predictor(model)
     one = Server(model, workers=1)
     try:
-        http1 = _over_http(one, jpegs, requests, clients=1)
+        rounds = [(_in_process(predictor, jpegs, requests), _over_http(one, jpegs, requests, clients=1))
+                  for _ in range(ROUNDS)]
     finally:
         one.stop()
+    local, http1 = _best([r[0] for r in rounds]), _best([r[1] for r in rounds])
+    local["p50"] = min(r[0]["p50"] for r in rounds)  # latency: the lowest median of the rounds, each side
+    http1["p50"] = min(r[1]["p50"] for r in rounds)
     many = Server(model, workers=cores)
     try:
-        http8 = _over_http(many, jpegs, requests, clients=8)
+        rounds = [(_in_process(predictor, jpegs, requests), _over_http(many, jpegs, requests, clients=8))
+                  for _ in range(ROUNDS)]
+        local8, http8 = _best([r[0] for r in rounds]), _best([r[1] for r in rounds])
+        local["rate"] = max(local["rate"], local8["rate"])
         _over_http(many, jpegs, 100, clients=8)
         before = many.rss_mb()
         _over_http(many, jpegs, memory_requests, clients=8)
@@ -166,7 +183,9 @@ def bench(name: str, model: Path, rec: Path, requests: int, memory_requests: int
         (f"{name}: HTTP 1 client (1 worker) p50 {http1['p50']:.1f} ms  p99 {http1['p99']:.1f} ms  "
          f"{http1['rate']:.1f} img/s   p50 ratio {http1['p50'] / local['p50']:.2f}x (target <= 1.2x)"),
         (f"{name}: HTTP 8 clients ({cores} workers) p50 {http8['p50']:.1f} ms  p99 {http8['p99']:.1f} ms  "
-         f"{http8['rate']:.1f} img/s   throughput ratio {http8['rate'] / local['rate']:.2f}x (target >= 0.9x)"),
+         f"{http8['rate']:.1f} img/s   throughput ratio {http8['rate'] / local['rate']:.2f}x (target >= 0.9x); "
+         f"the 8 clients took {http8['client_share'] * 100:.0f} % of the cores: per core left to the server "
+         f"{http8['rate'] / (1 - http8['client_share']) / local['rate']:.2f}x"),
         (f"{name}: server memory {before:.0f} MB -> {after:.0f} MB after {memory_requests} requests "
          f"({(after / before - 1) * 100:+.1f} %, target within 10 %)"),
     ]

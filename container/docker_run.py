@@ -50,7 +50,9 @@ def run_docker(data_dir: Path, job_dir: Path, hyperparameters: dict, image: str 
         volumes = container_mounts(job_dir, {})
         volumes[str(job_dir / "input" / "data")] = {"bind": f"{OPT_ML}/input/data", "mode": "rw"}
     else:
-        write_job_layout(job_dir, {name: [] for name in channels}, hyperparameters)
+        # the container gets each channel file through its own mount; the links in the job folder are for
+        # the host's later steps (`magiccards export` checks a model on its job's validation records)
+        write_job_layout(job_dir, channels, hyperparameters)
         volumes = container_mounts(job_dir, channels)
     with PipeFeeder(job_dir / "input" / "data", feeds):
         container = client.containers.run(image, ["train"], hostname="algo-1", volumes=volumes,

@@ -19,7 +19,8 @@ from PIL import Image, ImageFile, ImageOps
 from .formats.common import clean_boxes
 from .samples import Problem, Problems, Sample
 
-Image.MAX_IMAGE_PIXELS = 200_000_000
+MAX_PIXELS = 200_000_000  # PIL's decompression-bomb bound for pack (set at each use: serve/ sets its own)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ORIENTATION_TAG = 0x0112
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -53,6 +54,7 @@ def encode(sample: Sample, options: EncodeOptions) -> Encoded:
         return Encoded(None, "", problems=problems.items)
     digest = hashlib.sha1(raw).hexdigest()
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # some libraries (e.g. gluoncv) set it True on import
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

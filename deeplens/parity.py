@@ -21,16 +21,21 @@ GATES = {"fp32": {"agreement": 100.0, "max_difference": 1e-4, "map_points": 0.5}
          "int8": {"agreement": 99.0, "max_difference": None, "map_points": 1.0}}
 
 
-def _map(results: list, samples: list[Sample], classes: int) -> float:
+def map_of(results: list, samples: list[Sample], classes: int) -> float:
+    """VOC07 mAP@0.5 of `results` (lists of Detection) against the samples' own boxes."""
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=[str(i) for i in range(classes)])
     for found, sample in zip(results, samples):
-        boxes = np.array([d.box for d in found], np.float32).reshape(1, -1, 4)
+        # in pixels of the image: the VOC metric adds one pixel to xmax and ymax (Pascal's convention),
+        # which on boxes normalised to [0, 1] would make every box overlap every other
+        h, w = sample.image.shape[:2]
+        scale = np.array([w, h, w, h], np.float32)
+        boxes = (np.array([d.box for d in found], np.float32).reshape(-1, 4) * scale)[None]
         labels = np.array([d.class_id for d in found], np.float32).reshape(1, -1)
         scores = np.array([d.score for d in found], np.float32).reshape(1, -1)
         objects = sample.objects
-        metric.update(boxes, labels, scores, objects[None, :, 1:5], objects[None, :, 0])
+        metric.update(boxes, labels, scores, (objects[:, 1:5] * scale)[None], objects[None, :, 0])
     value = metric.get()[1][-1]
     return float(value) if np.isfinite(value) else 0.0
 
@@ -51,7 +56,7 @@ def compare(reference: Predictor, export: Predictor, samples: list[Sample], prec
                       passed=bool(finite.all() and agreement >= gate["agreement"] and
                                   (gate["max_difference"] is None or difference <= gate["max_difference"])))
     else:
-        ref_map, got_map = _map(ref, samples, len(reference.classes)), _map(got, samples, len(reference.classes))
+        ref_map, got_map = map_of(ref, samples, len(reference.classes)), map_of(got, samples, len(reference.classes))
         loss = 100.0 * (ref_map - got_map)
         record.update(map_mxnet=round(ref_map, 5), map_export=round(got_map, 5), map_points_lost=round(loss, 3),
                       passed=bool(loss <= gate["map_points"]))

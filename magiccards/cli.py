@@ -211,6 +211,117 @@ def _run_export(args) -> int:
     return 0  # a failed gate is reported and recorded; the export is kept for inspection
 
 
+def _add_deeplens(sub) -> None:
+    p = sub.add_parser("deeplens", help="convert, check, package and deploy a model for AWS DeepLens",
+                       description="The DeepLens journey: package (the import archive), check (the real Model "
+                                   "Optimizer), lambda (the inference function), deploy (S3 + Lambda).")
+    verbs = p.add_subparsers(dest="deeplens_command", required=True, metavar="STEP")
+    pkg = verbs.add_parser("package", help="the archive DeepLens imports: symbol, params, deeplens.json")
+    pkg.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    pkg.add_argument("--out", type=Path, required=True, help="the archive to write (FILE.tar.gz)")
+    pkg.add_argument("--validation", type=Path, default=None,
+                     help="the .rec the parity checks run on (default: the job's validation channel)")
+    pkg.add_argument("--images", type=int, default=100, help="validation images of the parity checks (default 100)")
+    pkg.add_argument("--no-check", action="store_true", help="skip the Model Optimizer check")
+    pkg.set_defaults(func=_run_deeplens_package)
+    chk = verbs.add_parser("check", help="convert a package with the Model Optimizer (MXNet front end) and "
+                                         "compare the IR with MXNet")
+    chk.add_argument("package", type=Path, help="a DeepLens package (FILE.tar.gz)")
+    chk.add_argument("--validation", type=Path, required=True, help="a .rec of validation images")
+    chk.add_argument("--images", type=int, default=100, help="validation images compared (default 100)")
+    chk.set_defaults(func=_run_deeplens_check)
+    lam = verbs.add_parser("lambda", help="the inference function for the device (lambda_function.py, labels, config)")
+    lam.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    lam.add_argument("--out", type=Path, required=True, help="the folder to write the function into")
+    lam.add_argument("--score-threshold", type=float, default=0.5, help="detections below are not published")
+    lam.set_defaults(func=_run_deeplens_lambda)
+    dep = verbs.add_parser("deploy", help="package, upload to a deeplens- bucket, create the Lambda and a version")
+    dep.add_argument("source", help="a model directory, or a SageMaker training job name starting with deeplens-")
+    dep.add_argument("--bucket", default=None, help="a bucket whose name starts with deeplens- (default "
+                                                    "deeplens-magiccards-ACCOUNT-REGION, created when missing)")
+    dep.add_argument("--validation", type=Path, default=None,
+                     help="the .rec the package's parity is checked on (needed for a job name)")
+    dep.add_argument("--function", default=None, help="Lambda name (default deeplens-<model>)")
+    dep.add_argument("--role", default="AWSDeepLensLambdaRole", help="the Lambda's role, a name or an ARN")
+    dep.add_argument("--score-threshold", type=float, default=0.5, help="detections below are not published")
+    dep.set_defaults(func=_run_deeplens_deploy)
+
+
+def _run_deeplens_package(args) -> int:
+    from .deeplens.model_optimizer import SETUP, check, find_mo
+    from .deeplens.package import package
+    value = package(args.model, args.out, validation=args.validation, images=args.images)
+    if args.no_check:
+        return 0
+    if find_mo() is None:
+        print(f"the Model Optimizer check was skipped: its venv is not here ({SETUP})")
+        return 0
+    records = check(args.out, value["parity"]["validation"], images=args.images)
+    return 0 if value["parity"]["passed"] and all(r["passed"] for r in records) else 1
+
+
+def _run_deeplens_check(args) -> int:
+    from .deeplens.model_optimizer import check
+    records = check(args.package, args.validation, images=args.images)
+    return 0 if all(r["passed"] for r in records) else 1
+
+
+def _run_deeplens_lambda(args) -> int:
+    from .deeplens.lambda_package import write_lambda
+    folder = write_lambda(args.model, args.out, score_threshold=args.score_threshold)
+    print(f"wrote {folder}/lambda_function.py, labels.txt and config.json (handler lambda_function.function_handler, "
+          "python3.7)")
+    return 0
+
+
+def _run_deeplens_deploy(args) -> int:
+    from .deeplens.deploy import deploy
+    deploy(args.source, bucket=args.bucket, validation=args.validation, function=args.function, role=args.role,
+           score_threshold=args.score_threshold)
+    return 0
+
+
+def _add_greengrass(sub) -> None:
+    p = sub.add_parser("greengrass", help="an AWS IoT Greengrass v2 component that runs the model on a device",
+                       description="Writes OUT/recipes/<name>-<version>.json|yaml and OUT/artifacts/<name>/<version>/"
+                                   "magiccards-edge.zip (the export, the classes, an inference script publishing "
+                                   "to IoT Core); --publish uploads it and creates the component version.")
+    p.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    p.add_argument("--out", type=Path, required=True, help="the folder the recipe and artifacts go to")
+    p.add_argument("--bucket", default=None, help="s3://BUCKET/PREFIX the artifact is uploaded to")
+    p.add_argument("--export", default=None, metavar="FORMAT[:PRECISION]",
+                   help="onnx, openvino, openvino:int8 ... (default: the fastest export that passed parity, "
+                        "else onnx:fp32, exported now)")
+    p.add_argument("--name", default=None, help="component name (default com.magiccards.<job folder>)")
+    p.add_argument("--version", dest="component_version", default="1.0.0", help="semantic version (default 1.0.0)")
+    p.add_argument("--topic", default=None, help="IoT Core topic (default magiccards/<name>/results)")
+    p.add_argument("--source", default="0", help="default camera index, video or folder on the device (default 0)")
+    p.add_argument("--validation", type=Path, default=None,
+                   help="when the export must be made first: the .rec its parity is checked on "
+                        "(default: the job's validation channel)")
+    p.add_argument("--publish", action="store_true", help="upload to --bucket and create the component version")
+    p.set_defaults(func=_run_greengrass)
+
+
+def _run_greengrass(args) -> int:
+    from .deeplens.greengrass import build
+    component = build(args.model, args.out, bucket=args.bucket, export=args.export, name=args.name,
+                      version=args.component_version, topic=args.topic, source=args.source,
+                      validation=args.validation)
+    fmt, precision = component.export
+    print(f"component {component.name} {component.version} runs {fmt} {precision}")
+    print(f"  recipe:   {component.recipe_json} (and .yaml)")
+    print(f"  artifact: {component.artifact} -> {component.artifact_uri}")
+    if args.publish:
+        from .deeplens.greengrass_publish import publish
+        publish(component)
+    else:
+        print(f"  try it on a core device: sudo /greengrass/v2/bin/greengrass-cli deployment create "
+              f"--recipeDir {args.out / 'recipes'} --artifactDir {args.out / 'artifacts'} "
+              f"--merge \"{component.name}={component.version}\"")
+    return 0
+
+
 def _run_serve(args) -> int:
     from .serve.server import ServerConfig, serve
     config = ServerConfig.from_environment(port=args.port, workers=args.workers, timeout=args.timeout,
@@ -319,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
-                _add_image, _add_base_image):
+                _add_deeplens, _add_greengrass, _add_image, _add_base_image):
         add(sub)
     return parser
 

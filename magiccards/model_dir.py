@@ -46,6 +46,7 @@ PARITY = "parity.json"
 DECODE_RULES = "decode.json"
 ANCHORS = "anchors.npy"
 # a model.tar.gz larger than this once unpacked is refused (a tar bomb); MAGICCARDS_MAX_MODEL_BYTES overrides
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 MAX_UNPACKED_BYTES = int(os.environ.get("MAGICCARDS_MAX_MODEL_BYTES", 8 << 30))
 
 
@@ -93,12 +94,17 @@ class ModelDir:
         return self.exports_dir / f"{export_format}-{precision}" / EXPORT_FORMATS[export_format][1]
 
     def params_digest(self) -> str:
-        """SHA-256 of the parameters: an export records it, so that one left from another model is seen."""
-        digest = hashlib.sha256()
-        with open(self.params_file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        """SHA-256 of the parameters: an export records it, so that one left from another model is seen.
+        Computed once per file version (path, size, modification time) in a process."""
+        stat = self.params_file.stat()
+        key = (str(self.params_file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGESTS:
+            digest = hashlib.sha256()
+            with open(self.params_file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            _DIGESTS[key] = digest.hexdigest()
+        return _DIGESTS[key]
 
     def parity_records(self) -> list[dict]:
         """The parity records of exports/parity.json (an empty list when there are none or it is unreadable)."""

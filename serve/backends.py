@@ -45,8 +45,12 @@ class MXNetBackend:
     precision = ran_at = "fp32"
 
     def __init__(self, model: ModelDir, threads: int | None = None):
-        threads = threads or threads_given()
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # read when MXNet's engine starts
+        # read when MXNet's engine starts: threads asked for (a server worker's share of the cores) win over an
+        # inherited OMP_NUM_THREADS, which would make every worker spin as many threads as the parent had
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        else:
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads_given()))
         os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
         import mxnet as mx
 

@@ -32,6 +32,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """HWC uint8 RGB pixels of JPEG/PNG/... `data`, upright (EXIF orientation applied)."""
     if not data:
         raise ImageError("the image is empty (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = None  # at each use: pack's bound (data/encode.py) must not refuse before ours
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

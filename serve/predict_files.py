@@ -63,7 +63,7 @@ def _image_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _frames(source: str | Path, every: int, limit: int | None) -> Iterator[tuple[int, np.ndarray]]:
+def video_frames(source: str | Path, every: int, limit: int | None) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) of a video file or a camera index, every `every`-th, at most `limit`."""
     import cv2
 
@@ -118,7 +118,7 @@ def predict_inputs(predictor: Predictor, inputs: list[str], out: Path, score_thr
         name = f"camera-{video}" if str(video).isdigit() else Path(video).stem
         listing = []
         bar = tqdm(desc=f"predict {name}", unit="frame", disable=None if progress else True)
-        for n, frame in _frames(video, every, frames):
+        for n, frame in video_frames(video, every, frames):
             result = predictor.predict([frame], score_threshold=score_threshold)[0]
             _write(out / name / f"frame-{n:06d}", frame, result, task, top_k, with_json=False)
             listing.append({"frame": n, **result_json(result, task)})

@@ -15,7 +15,7 @@ import numpy as np
 LINEAR, CUBIC, AREA = cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA
 
 
-def _auto_interpolation(old_h: int, old_w: int, new_h: int, new_w: int) -> int:
+def auto_interpolation(old_h: int, old_w: int, new_h: int, new_w: int) -> int:
     """MXNet's interp=9: cubic to enlarge, area to shrink, bilinear otherwise."""
     if new_h > old_h and new_w > old_w:
         return CUBIC
@@ -61,7 +61,7 @@ def network_input(image: np.ndarray, task: str, input_shape: tuple[int, int, int
         image = center_crop(resize_shorter(image, min(height, width)), width, height)
     else:
         h, w = image.shape[:2]
-        image = cv2.resize(image, (width, height), interpolation=_auto_interpolation(h, w, height, width))
+        image = cv2.resize(image, (width, height), interpolation=auto_interpolation(h, w, height, width))
     pixels = image.astype(np.float32) / 255.0
     pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))

@@ -117,3 +117,49 @@ def trained_detector(tmp_path_factory) -> Path:
           "use_pretrained_model": "0", "optimizer": "adam", "learning_rate": "0.003", "lr_scheduler_step": "6",
           "num_workers": "0"}
     return run_local(root / "rec", root / "job", hp, log=lambda line: None)
+
+
+# AWS: moto_server, a real HTTP server on 127.0.0.1, stands in for the services it simulates.
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """http://127.0.0.1:PORT of a moto_server started for the test session."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = Path(sys.executable).with_name("moto_server")
+    command = [str(server)] if server.exists() else [shutil.which("moto_server") or "moto_server"]
+    process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture()
+def aws(moto_endpoint, monkeypatch) -> str:
+    """The standard AWS configuration pointed at moto_server: dummy keys, a region, AWS_ENDPOINT_URL."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint

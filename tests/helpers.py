@@ -39,3 +39,11 @@ def final_weights(job: Path, epochs: int) -> dict:
     """The parameters of a job's checkpoint after its last epoch."""
     last = sorted((Path(job) / "checkpoints").glob(f"epoch-{epochs:04d}-batch-*"))[-1]
     return mx.nd.load(str(last / "model.params"))
+
+
+def without_credentials(monkeypatch, tmp_path: Path) -> None:
+    """No AWS credentials anywhere in the standard chain (environment, shared files)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))

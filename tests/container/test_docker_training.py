@@ -36,6 +36,11 @@ def test_file_mode_classification_in_docker(image, packed_cards, tmp_path):
         assert "metrics.json" in tar.getnames()
     assert (tmp_path / "job" / "output" / "success").is_file()
     assert json.loads((model_dir / "model-card.json").read_text())["dataset"]["train"] == 120
+    # the job folder points at its channels, as a local job's does: `export` finds the validation records there
+    from magiccards.deeplens.validation import find_records
+
+    from magiccards.model_dir import open_model_dir
+    assert find_records(open_model_dir(model_dir), None, "a test").samefile(packed_cards / "validation.rec")
 
 
 def test_failure_reason_through_docker(image, packed_cards, tmp_path):

@@ -78,7 +78,7 @@ def test_detector_exports_the_heads_and_decodes_as_mxnet(detector_copy):
     detection of the MXNet graph (class, score, box), and the mAP of both agrees within 0.5 point."""
     for export_format in ("onnx", "openvino"):
         record = export(detector_copy, export_format, "fp32", log=lambda line: None)
-        assert record["passed"] and abs(record["map_points_lost"]) <= 0.5 and record["map_mxnet"] > 0.05, record
+        assert record["passed"] and abs(record["map_points_lost"]) <= 0.5 and record["map_mxnet"] > 0.01, record
     model = open_model_dir(detector_copy)
     assert (model.exports_dir / "anchors.npy").is_file()
     assert json.loads((model.exports_dir / "decode.json").read_text())["overlap_thresh"] == 0.45

@@ -1,0 +1,163 @@
+"""`magiccards deeplens package MODEL_DIR --out FILE.tar.gz`: the archive DeepLens imports.
+
+At the archive's root: `<name>-symbol.json` and `<name>-<epoch>.params` (the DeepLens graph of
+deeplens/device_graph.py, saved as MXNet checkpoints are) and `deeplens.json` (name, epoch, input size,
+classes, task, the exact `mo.optimize` arguments the Lambda uses, MultiBoxDetection's settings, and
+the parity of the DeepLens graph with the trained model on the job's validation images).
+"""
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from magiccards.files import atomic_path, writing
+from magiccards.model_dir import ModelDir, open_model_dir
+
+from . import device_parity
+from .device_graph import DeviceGraph, build, run_device
+from .graph import ExportError
+from .validation import find_records, read_samples
+
+MANIFEST = "deeplens.json"
+PARITY_IMAGES = 100
+GATES = {"classification": {"top1_agreement": 99.0, "max_probability_difference": 1e-3},
+         "detection": {"map_points_lost": 1.0, "max_box_difference": 0.01}}
+
+
+def mo_arguments(model: ModelDir, name: str) -> dict:
+    """The `mo.optimize(...)` call the Lambda makes (DeepLens's GPU runs FP16)."""
+    _, h, w = model.input_shape
+    return {"model_name": name, "input_width": w, "input_height": h, "platform": "MXNet",
+            "aux_inputs": {"--epoch": model.epoch, "--precision": "FP16"}}
+
+
+def manifest(model: ModelDir, device: DeviceGraph, name: str, parity: dict) -> dict:
+    _, h, w = model.input_shape
+    return {"name": name, "epoch": model.epoch, "task": model.task, "network": model.network,
+            "input_width": w, "input_height": h, "classes": list(model.classes),
+            "input": {"layout": "NCHW", "channels": "BGR", "range": "0-255",
+                      "normalisation": "in the graph: its first layer (deeplens_input, a 1x1 convolution) is "
+                                       "(pixel / 255 - mean) / std of the RGB channels",
+                      "mean": list(model.mean), "std": list(model.std),
+                      "resize": "shorter side to the input, centre crop" if model.task == "classification"
+                                else "whole frame to the input size"},
+            "output": ("probabilities [1, classes] (SoftmaxActivation)" if model.task == "classification" else
+                       "MultiBoxDetection rows [class, score, xmin, ymin, xmax, ymax], corners normalised, class -1 "
+                       "= none; on the device: parseResult('ssd')"),
+            "parse_result": "classification" if model.task == "classification" else "ssd",
+            "mo_optimize": mo_arguments(model, name), "detection": device.detection, "parity": parity}
+
+
+def reference_and_device(model: ModelDir, device: DeviceGraph, samples) -> tuple[list, list]:
+    """The trained model's answers (serve/'s MXNet predictor) and the DeepLens graph's, on `samples`."""
+    from magiccards.serve.predictor import Predictor
+
+    predictor = Predictor(model, backend="mxnet")
+    reference, got = [], []
+    for sample in samples:
+        reference.append(predictor.predict([sample.image])[0])
+        got.append(run_device(device, device_parity.device_input(sample.image, model.task, model.input_shape)))
+    return reference, got
+
+
+def check_graph(model: ModelDir, device: DeviceGraph, samples) -> dict:
+    """Parity of the DeepLens graph (in MXNet) with the trained model, with its gate."""
+    reference, got = reference_and_device(model, device, samples)
+    if model.task == "classification":
+        record = device_parity.compare_classification(np.array([r.probabilities for r in reference]),
+                                                      np.concatenate(got))
+        gate = GATES["classification"]
+        passed = (record["top1_agreement"] >= gate["top1_agreement"]
+                  and record["max_probability_difference"] <= gate["max_probability_difference"])
+    else:
+        found = [device_parity.detections(g[0], list(model.classes)) for g in got]
+        record = device_parity.compare_detection(reference, found, samples, len(model.classes))
+        gate = GATES["detection"]
+        passed = record["map_points_lost"] <= gate["map_points_lost"] and \
+            record["max_box_difference"] <= gate["max_box_difference"]
+    return dict(record, images=len(samples), passed=bool(passed), gate=gate)
+
+
+def describe(record: dict, what: str = "DeepLens graph vs the trained model") -> str:
+    if "top1_agreement" in record:
+        figures = (f"top-1 agreement {record['top1_agreement']:.1f} %, largest probability difference "
+                   f"{record['max_probability_difference']:.2g}")
+    else:
+        figures = (f"mAP {record.get('map_device', 0):.4f} vs {record.get('map_reference', 0):.4f} "
+                   f"({record['map_points_lost']:+.2f} points), 99 % of {record['matched_detections']} confident detections "
+                   f"within {100 * record['max_box_difference']:.2f} % of the image")
+    return f"parity ({what}, {record['images']} images): {figures}: {'passed' if record['passed'] else 'FAILED'}"
+
+
+def save_checkpoint(device: DeviceGraph, folder: Path, name: str, epoch: int) -> None:
+    """`<name>-symbol.json` and `<name>-<epoch:04d>.params` (arg:/aux: keys, as mx.model.save_checkpoint)."""
+    import mxnet as mx
+
+    device.symbol.save(str(folder / f"{name}-symbol.json"))
+    mx.nd.save(str(folder / f"{name}-{epoch:04d}.params"),
+               {**{f"arg:{k}": v for k, v in device.arg_params.items()},
+                **{f"aux:{k}": v for k, v in device.aux_params.items()}})
+
+
+def package(model_path: Path, out: Path, validation: Path | None = None, images: int = PARITY_IMAGES,
+            name: str | None = None, log=print) -> dict:
+    """Write the DeepLens archive of the model at `model_path` to `out`; returns its manifest."""
+    model = open_model_dir(Path(model_path))
+    out = Path(out)
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise ExportError(f"--out {out}: give the archive's file name, e.g. {out.name or 'model'}.tar.gz")
+    name = name or model.prefix
+    records = find_records(model, validation, "the DeepLens parity check (--validation REC)")
+    device = build(model)
+    parity = check_graph(model, device, read_samples(records, model.task, images))
+    parity["validation"] = str(records)
+    log(describe(parity))
+    value = manifest(model, device, name, parity)
+    with writing(f"the package {out}"), tempfile.TemporaryDirectory(prefix="magiccards-deeplens-") as scratch:
+        folder = Path(scratch)
+        save_checkpoint(device, folder, name, model.epoch)
+        (folder / MANIFEST).write_text(json.dumps(value, indent=1))
+        with atomic_path(out) as tmp:
+            with tarfile.open(tmp, "w:gz") as tar:
+                for path in sorted(folder.iterdir()):
+                    tar.add(path, arcname=path.name)
+    log(f"wrote {out}")
+    return value
+
+
+def read_package(archive: Path, workdir: Path) -> tuple[Path, dict]:
+    """Unpack a DeepLens archive safely into `workdir`; returns (folder, manifest)."""
+    from magiccards.errors import ModelDirError
+    from magiccards.model_dir import unpack
+
+    archive = Path(archive)
+    if not archive.is_file():
+        raise ExportError(f"{archive} does not exist")
+    try:
+        folder = unpack(archive, workdir)
+    except ModelDirError as e:  # a broken or hostile archive (paths outside its root): say what it is
+        raise ExportError(f"{archive} is not a DeepLens package: {e}") from None
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ExportError(f"{archive} has no {MANIFEST} at its root (make it with `magiccards deeplens package`)")
+    value = json.loads(path.read_text())
+    for f in (f"{value['name']}-symbol.json", f"{value['name']}-{int(value['epoch']):04d}.params"):
+        if not (folder / f).is_file():
+            raise ExportError(f"{archive} lacks {f}")
+    return folder, value
+
+
+def load_package_graph(folder: Path, value: dict) -> DeviceGraph:
+    """The DeepLens graph stored in an unpacked package, for running in MXNet."""
+    import mxnet as mx
+
+    symbol = mx.sym.load(str(folder / f"{value['name']}-symbol.json"))
+    loaded = mx.nd.load(str(folder / f"{value['name']}-{int(value['epoch']):04d}.params"))
+    arg = {k[4:]: v for k, v in loaded.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in loaded.items() if k.startswith("aux:")}
+    return DeviceGraph(symbol, arg, aux, (1, 3, value["input_height"], value["input_width"]), value["task"],
+                       value.get("detection"))

@@ -1,0 +1,322 @@
+"""`magiccards deeplens`: the DeepLens graph and package, the real Model Optimizer, the Lambda, the deployment."""
+import ast
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from magiccards.deeplens import device_parity
+from magiccards.deeplens.deploy import deploy
+from magiccards.deeplens.device_graph import SUPPORTED_OPS, build, run_device, unsupported_ops
+from magiccards.deeplens.graph import ExportError
+from magiccards.deeplens.lambda_package import write_lambda
+from magiccards.deeplens.model_optimizer import check, find_mo
+from magiccards.deeplens.package import load_package_graph, package, read_package
+from magiccards.deeplens.validation import read_samples
+
+from magiccards.errors import AwsConfigError
+from magiccards.model_dir import open_model_dir
+
+from ..helpers import run_cli, without_credentials
+
+DOUBLES = Path(__file__).with_name("doubles")
+
+
+@pytest.fixture(scope="module")
+def mo():
+    """The Model Optimizer's venv (`make test` makes it; CI must have it)."""
+    found = find_mo()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs the Model Optimizer venv (.venv-mo): make .venv-mo/.installed")
+        pytest.skip("no .venv-mo: make .venv-mo/.installed")
+    return found
+
+
+def _copy(model: Path, tmp_path: Path) -> Path:
+    job = tmp_path / "job"
+    shutil.copytree(model.parent, job, ignore=shutil.ignore_patterns("checkpoints", "output", "exports"))
+    return job / "model"
+
+
+def _rec(model: Path) -> Path:
+    return next((model.parent / "input" / "data" / "validation").glob("*.rec"))
+
+
+def test_classifier_package_converts_with_the_model_optimizer(trained_classifier, mo, tmp_path):
+    """The archive holds the symbol, the params and deeplens.json at its root; the graph has only DeepLens
+    layers, ends in a softmax and takes BGR 0..255 frames; it answers as the trained model does; the real
+    Model Optimizer converts it (FP32 and FP16) and the IR answers as MXNet does."""
+    model = _copy(trained_classifier, tmp_path)
+    out = tmp_path / "cards.tar.gz"
+    done = run_cli("deeplens", "package", model, "--out", out, "--images", "40")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "DeepLens graph vs the trained model, 40 images): top-1 agreement 100.0 %" in done.stdout
+    assert "Model Optimizer FP32 IR" in done.stdout and "Model Optimizer FP16 IR" in done.stdout
+    assert "FAILED" not in done.stdout
+    with tarfile.open(out) as tar:
+        names = sorted(tar.getnames())
+    assert names == ["deeplens.json", "image-classification-0000.params", "image-classification-symbol.json"]
+    folder, value = read_package(out, tmp_path / "unpacked")
+    assert value["mo_optimize"] == {"model_name": "image-classification", "input_width": 64, "input_height": 64,
+                                    "platform": "MXNet", "aux_inputs": {"--epoch": 0, "--precision": "FP16"}}
+    assert value["classes"] == list(open_model_dir(model).classes) and value["input"]["channels"] == "BGR"
+    device = load_package_graph(folder, value)
+    assert not unsupported_ops(device.symbol)
+    ops = {n["op"] for n in json.loads(device.symbol.tojson())["nodes"]} - {"null"}
+    assert ops <= SUPPORTED_OPS and "SoftmaxActivation" in ops
+    probabilities = run_device(device, np.full((1, 3, 64, 64), 128, np.float32))
+    assert probabilities.shape == (1, 4) and abs(probabilities.sum() - 1) < 1e-5
+
+
+def _decided(model: Path) -> Path:
+    """The detector with its background logits lowered by 2: the same graph, with confident answers (the
+    small test detector scores ~0.2 everywhere, where GluonCV's per-class decoding and MultiBoxDetection's
+    best class per anchor differ by design; from a score of 0.5 on they must agree exactly)."""
+    import mxnet as mx
+    m = open_model_dir(model)
+    nodes = json.loads(Path(m.symbol_file).read_text())["nodes"]
+    by_name = {n["name"]: n for n in nodes}
+    softmax = next(n for n in nodes if n["op"] == "softmax")
+    node, convs = nodes[softmax["inputs"][0][0]], []
+    while node["op"] != "Concat":  # reshape -> concat of flatten(transpose(conv)) per feature map
+        node = nodes[node["inputs"][0][0]]
+    for i in node["inputs"]:
+        n = nodes[i[0]]
+        while n["op"] != "Convolution":
+            n = nodes[n["inputs"][0][0]]
+        convs += [nodes[j[0]]["name"] for j in n["inputs"][1:]]
+    params = mx.nd.load(str(m.params_file))
+    classes = len(m.classes) + 1  # channels: anchor-major, background first
+    for key in params:
+        if key.split(":", 1)[-1] in convs and key.endswith("_bias"):
+            bias = params[key].asnumpy()
+            bias[0::classes] -= 2.0  # the background less likely: the foreground scores rise, their order stays
+            params[key] = mx.nd.array(bias)
+    assert sum(k.split(":", 1)[-1] in convs for k in params) == len(convs) == 12 and by_name
+    mx.nd.save(str(m.params_file), params)
+    return model
+
+
+def test_detector_graph_matches_gluoncv_and_its_ir(trained_detector, mo, tmp_path):
+    """SoftmaxActivation + MultiBoxPrior anchors + MultiBoxDetection in place of box_decode/box_nms: the
+    anchors equal the trained SSD's, the detections match GluonCV's (mAP within 1 point, every confident
+    detection found within 1 % of the image), and the Model Optimizer's IR matches the graph."""
+    model = _decided(_copy(trained_detector, tmp_path))
+    out = tmp_path / "scenes.tar.gz"
+    value = package(model, out, images=64, log=lambda line: None)
+    parity = value["parity"]
+    assert parity["passed"] and parity["map_points_lost"] <= 1.0 and parity["max_box_difference"] <= 0.01
+    assert parity["matched_detections"] >= 20, parity
+    assert list(value["detection"]["variances"]) == [0.1, 0.1, 0.2, 0.2] and value["detection"]["nms_threshold"] == 0.45
+    assert len(value["detection"]["anchor_layers"]) == 6
+    lines = []
+    records = check(out, _rec(model), images=64, log=lines.append)
+    assert [r["precision"] for r in records] == ["FP32", "FP16"] and all(r["passed"] for r in records), lines
+    assert records[0]["max_box_difference"] <= 1e-3 and abs(records[0]["map_points_lost"]) <= 0.1
+
+
+def _frames(model: Path, folder: Path, n: int) -> list[np.ndarray]:
+    """Validation images of the model's job, as JPEG frames (BGR on disk, as the camera gives them)."""
+    folder.mkdir()
+    images = [s.image for s in read_samples(_rec(model), open_model_dir(model).task, n)]
+    for i, image in enumerate(images):
+        cv2.imwrite(str(folder / f"frame-{i:03d}.jpg"), cv2.resize(image, (320, 240))[:, :, ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 97])
+    return [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
+
+
+def _run_lambda(function: Path, artifacts: Path, frames: Path, published: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOUBLES), os.environ.get("PYTHONPATH", "")]),
+           "AWSCAM_FRAMES": str(frames), "DEEPLENS_ARTIFACTS": str(artifacts), "GREENGRASS_PUBLISHED": str(published),
+           "AWS_IOT_THING_NAME": "deeplens_test"}
+    return subprocess.run([sys.executable, str(function / "lambda_function.py")], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=function)
+
+
+def _read_fifo(path: Path, got: list) -> threading.Thread:
+    def read():
+        while not path.exists():
+            threading.Event().wait(0.05)
+        with open(path, "rb") as fifo:
+            got.append(fifo.read(1 << 16))
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_lambda_runs_the_detector_end_to_end_against_device_doubles(trained_detector, mo, tmp_path):
+    """The generated Lambda (Python 3.7 syntax) with awscam, mo and greengrasssdk doubles that do the real
+    work (the real Model Optimizer, the IR on OpenVINO, parseResult as documented): one message per frame
+    on $aws/things/<thing>/infer with the classes and boxes (frame pixels) of the DeepLens graph, and JPEG
+    frames on the project stream's FIFO."""
+    model = _copy(trained_detector, tmp_path)
+    package(model, tmp_path / "pkg.tar.gz", images=16, log=lambda line: None)
+    artifacts, value = read_package(tmp_path / "pkg.tar.gz", tmp_path / "artifacts")
+    function = write_lambda(model, tmp_path / "function", score_threshold=0.15)
+    source = (function / "lambda_function.py").read_text()
+    ast.parse(source, feature_version=(3, 7))
+    config = json.loads((function / "config.json").read_text())
+    fifo = tmp_path / "results.mjpeg"
+    config.update(max_frames=4, results_fifo=str(fifo))
+    (function / "config.json").write_text(json.dumps(config))
+    frames = _frames(model, tmp_path / "frames", 4)
+    stream: list = []
+    reader = _read_fifo(fifo, stream)
+    published = tmp_path / "published.jsonl"
+    done = _run_lambda(function, artifacts, tmp_path / "frames", published)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in published.read_text().splitlines()]
+    assert len(records) == 4 and {r["topic"] for r in records} == {"$aws/things/deeplens_test/infer"}
+    messages = [r["payload"] for r in records]
+    reader.join(10)
+    assert stream and stream[0][:2] == b"\xff\xd8"  # a JPEG on the project stream
+    device = load_package_graph(artifacts, value)
+    classes = value["classes"]
+    checked = 0
+    for i, (frame, message) in enumerate(zip(frames, messages)):
+        assert message["frame"] == i and "error" not in message
+        want = device_parity.detections(run_device(device, device_parity.device_input(
+            frame[:, :, ::-1], "detection", (3, 128, 128)))[0], classes)
+        got = message["ssd"]
+        assert all(o["label"] in classes and o["prob"] >= 0.15 for o in got)
+        for d in [d for d in want if d.score >= 0.2]:
+            box = np.array(d.box) * [320, 240, 320, 240]
+            near = [o for o in got if o["label"] == d.name and abs(o["prob"] - d.score) < 0.01
+                    and np.abs(np.array([o["xmin"], o["ymin"], o["xmax"], o["ymax"]]) - box).max() <= 0.02 * 320]
+            assert near, (d, got)
+            checked += 1
+    assert checked > 0, "the detector found cards with a score of 0.2 or more"
+
+
+def test_lambda_classifies_and_publishes_a_model_that_cannot_load(trained_classifier, mo, tmp_path):
+    model = _copy(trained_classifier, tmp_path)
+    package(model, tmp_path / "pkg.tar.gz", images=16, log=lambda line: None)
+    artifacts, value = read_package(tmp_path / "pkg.tar.gz", tmp_path / "artifacts")
+    function = write_lambda(model, tmp_path / "function")
+    config = json.loads((function / "config.json").read_text())
+    config.update(max_frames=3, results_fifo=str(tmp_path / "results.mjpeg"))
+    (function / "config.json").write_text(json.dumps(config))
+    frames = _frames(model, tmp_path / "frames", 3)
+    published = tmp_path / "published.jsonl"
+    done = _run_lambda(function, artifacts, tmp_path / "frames", published)
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line)["payload"] for line in published.read_text().splitlines()]
+    device = load_package_graph(artifacts, value)
+    for frame, message in zip(frames, messages):
+        want = run_device(device, device_parity.device_input(frame[:, :, ::-1], "classification", (3, 64, 64)))[0]
+        top = message["classification"]
+        assert len(top) == 3 and top[0]["label"] == value["classes"][int(want.argmax())]
+        assert abs(top[0]["prob"] - float(want.max())) < 0.01
+
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    failed = tmp_path / "failed.jsonl"
+    done = _run_lambda(function, empty, tmp_path / "frames", failed)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    errors = [json.loads(line)["payload"] for line in failed.read_text().splitlines()]
+    assert len(errors) == 1 and "the model cannot be loaded" in errors[0]["error"]
+
+
+def test_unsupported_layers_are_named_with_a_network_that_works(tmp_path):
+    import mxnet as mx
+
+    from magiccards.model_dir import write_metadata
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Conv2D(4, 3), mx.gluon.nn.LeakyReLU(0.1), mx.gluon.nn.GlobalAvgPool2D(),
+            mx.gluon.nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    net.export(str(folder / "image-classification"))
+    write_metadata(folder, task="classification", network="my_leaky_net", classes=["a", "b"],
+                   input_shape=(3, 32, 32), hyperparameters={}, metrics={}, dataset_sizes={}, framework={})
+    with pytest.raises(ExportError) as info:
+        build(open_model_dir(folder))
+    assert "LeakyReLU" in str(info.value) and "resnet18_v1" in str(info.value)
+    card = json.loads((folder / "model-card.json").read_text())
+    card["input"]["shape"] = [1, 3, 1100, 1100]
+    (folder / "model-card.json").write_text(json.dumps(card))
+    with pytest.raises(ExportError) as info:
+        build(open_model_dir(folder))
+    assert "1024" in str(info.value)
+
+
+def test_a_package_with_paths_outside_its_root_is_refused(tmp_path, mo):
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        data = b"{}"
+        member = tarfile.TarInfo("../outside.json")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    done = run_cli("deeplens", "check", evil, "--validation", evil)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "evil.tar.gz" in done.stderr
+    assert not (tmp_path.parent / "outside.json").exists()
+
+
+def test_bad_names_fail_before_any_aws_call(classifier, tmp_path):
+    done = run_cli("deeplens", "deploy", classifier, "--bucket", "my-models")
+    assert done.returncode == 1 and "start with 'deeplens-'" in done.stderr
+    done = run_cli("deeplens", "package", classifier, "--out", tmp_path / "model.zip")
+    assert done.returncode == 1 and ".tar.gz" in done.stderr
+
+
+def test_deploy_uploads_and_creates_and_updates_the_function(trained_classifier, aws, tmp_path, monkeypatch):
+    """Against moto_server: the package in a deeplens- bucket (created), the Lambda with the role looked up by
+    name, a published version; deploying again updates it (version 2); a SageMaker job name stands in for
+    the model directory; a missing role and missing credentials are one line each."""
+    import boto3
+    session = boto3.session.Session()
+    iam = session.client("iam")
+    role = iam.create_role(RoleName="AWSDeepLensLambdaRole", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    model = _copy(trained_classifier, tmp_path)
+    first = deploy(str(model), bucket="deeplens-cards-test", session=session, log=lambda line: None)
+    assert first.version == "1" and first.model_uri == "s3://deeplens-cards-test/models/image-classification/" \
+                                                       "image-classification.tar.gz"
+    s3 = session.client("s3")
+    body = s3.get_object(Bucket="deeplens-cards-test", Key=first.model_uri.split("/", 3)[3])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert "deeplens.json" in tar.getnames()
+    function = session.client("lambda").get_function(FunctionName="deeplens-image-classification")["Configuration"]
+    assert function["Runtime"] == "python3.7" and function["Role"] == role
+    assert function["Handler"] == "lambda_function.function_handler"
+    second = deploy(str(model), bucket="deeplens-cards-test", session=session, log=lambda line: None)
+    assert second.version == "2"
+
+    # a SageMaker job's model.tar.gz, by job name
+    sagemaker = session.client("sagemaker")
+    sagemaker.create_training_job(
+        TrainingJobName="deeplens-cards-1", AlgorithmSpecification={"TrainingImage": "magiccards:cpu",
+                                                                    "TrainingInputMode": "File"},
+        RoleArn=role, OutputDataConfig={"S3OutputPath": "s3://deeplens-cards-test/jobs"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600})
+    archive = tmp_path / "model.tar.gz"  # what SageMaker uploads: the model/ folder's files at the root
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(trained_classifier.iterdir()):
+            if path.is_file():
+                tar.add(path, arcname=path.name)
+    s3.upload_file(str(archive), "deeplens-cards-test", "jobs/deeplens-cards-1/output/model.tar.gz")
+    lines = []
+    by_job = deploy("deeplens-cards-1", bucket="deeplens-cards-test", validation=_rec(model), session=session,
+                    log=lines.append)
+    assert by_job.model_uri.endswith("models/deeplens-cards-1/deeplens-cards-1.tar.gz") and by_job.version == "1"
+    assert any("Import model" in line and by_job.model_uri in line for line in lines)
+
+    with pytest.raises(ExportError) as info:
+        deploy(str(model), bucket="deeplens-cards-test", role="NoSuchRole", session=session, log=lambda line: None)
+    assert "NoSuchRole does not exist" in str(info.value)
+    without_credentials(monkeypatch, tmp_path)
+    with pytest.raises(AwsConfigError) as info:
+        deploy(str(model), bucket="deeplens-cards-test", session=boto3.session.Session(), log=lambda line: None)
+    assert "no AWS credentials" in str(info.value)
