@@ -83,8 +83,17 @@ demo: install
 		$(BIN)/magiccards export $(DEMO)/$$model/model --format $$format | grep -E "parity|error"; done; done
 	@echo "Packaging the classifier as an AWS IoT Greengrass v2 component (recipe + artifact; --publish uploads it):"
 	$(BIN)/magiccards greengrass $(DEMO)/cards-job/model --out $(DEMO)/greengrass
-	@echo "Serving the detector as a SageMaker endpoint would (magiccards serve) and sending it a new scene:"
 	$(BIN)/magiccards synth $(DEMO)/new-scene --task detection --count 1 --classes 6 --seed 99 > /dev/null
+	@echo "Packaging the detector for AWS DeepLens (DeepLens layers only, checked against the trained model; the real"
+	@echo "Model Optimizer check and a run of the generated Lambda need .venv-mo: make $(MO_VENV)/.installed):"
+	$(BIN)/magiccards deeplens package $(DEMO)/scenes-job/model --out $(DEMO)/deeplens/scenes.tar.gz \
+		|| echo "(a parity gate was missed: see above)"
+	$(BIN)/magiccards deeplens lambda $(DEMO)/scenes-job/model --out $(DEMO)/deeplens/function --score-threshold 0.1
+	@if test -x $(MO_VENV)/bin/mo; then \
+		$(BIN)/magiccards deeplens simulate $(DEMO)/deeplens/function --package $(DEMO)/deeplens/scenes.tar.gz \
+			--frames $(DEMO)/new-scene/images --out $(DEMO)/deeplens/simulated; \
+	else echo "skipped running the Lambda: no $(MO_VENV)"; fi
+	@echo "Serving the detector as a SageMaker endpoint would (magiccards serve) and sending it a new scene:"
 	$(BIN)/magiccards serve $(DEMO)/scenes-job/model --port $(DEMO_PORT) --workers 1 > $(DEMO)/serve.log 2>&1 & \
 		server=$$!; \
 		$(BIN)/magiccards invoke http://127.0.0.1:$(DEMO_PORT) $(DEMO)/new-scene/images/*.jpg --out $(DEMO)/served --wait 120; \
@@ -92,7 +101,8 @@ demo: install
 	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
 		"the served scene, drawn: $(DEMO)/served/; exports in $(DEMO)/*-job/model/exports;" \
-		"a Greengrass component in $(DEMO)/greengrass"
+		"a Greengrass component in $(DEMO)/greengrass; the DeepLens package, Lambda and its annotated frame in" \
+		"$(DEMO)/deeplens/"
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack

@@ -87,9 +87,11 @@ def describe(record: dict, what: str = "DeepLens graph vs the trained model") ->
         figures = (f"top-1 agreement {record['top1_agreement']:.1f} %, largest probability difference "
                    f"{record['max_probability_difference']:.2g}")
     else:
+        boxes = (f"99 % of {record['matched_detections']} confident detections within "
+                 f"{100 * record['max_box_difference']:.2f} % of the image" if record["matched_detections"] else
+                 "no confident detection (score >= 0.5) to compare boxes on")
         figures = (f"mAP {record.get('map_device', 0):.4f} vs {record.get('map_reference', 0):.4f} "
-                   f"({record['map_points_lost']:+.2f} points), 99 % of {record['matched_detections']} confident detections "
-                   f"within {100 * record['max_box_difference']:.2f} % of the image")
+                   f"({record['map_points_lost']:+.2f} points), {boxes}")
     return f"parity ({what}, {record['images']} images): {figures}: {'passed' if record['passed'] else 'FAILED'}"
 
 

@@ -235,6 +235,14 @@ def _add_deeplens(sub) -> None:
     lam.add_argument("--out", type=Path, required=True, help="the folder to write the function into")
     lam.add_argument("--score-threshold", type=float, default=0.5, help="detections below are not published")
     lam.set_defaults(func=_run_deeplens_lambda)
+    sim = verbs.add_parser("simulate", help="run the Lambda here, on a folder of frames, with stand-ins of the device's "
+                                            "libraries (the real Model Optimizer, the IR on OpenVINO)")
+    sim.add_argument("function", type=Path, help="the folder `deeplens lambda` wrote")
+    sim.add_argument("--package", type=Path, required=True, help="the DeepLens package (FILE.tar.gz)")
+    sim.add_argument("--frames", type=Path, required=True, help="a folder of .jpg/.png frames")
+    sim.add_argument("--out", type=Path, required=True, help="where published.jsonl and annotated.jpg go")
+    sim.add_argument("--max-frames", type=int, default=None, help="stop after this many (default: all frames)")
+    sim.set_defaults(func=_run_deeplens_simulate)
     dep = verbs.add_parser("deploy", help="package, upload to a deeplens- bucket, create the Lambda and a version")
     dep.add_argument("source", help="a model directory, or a SageMaker training job name starting with deeplens-")
     dep.add_argument("--bucket", default=None, help="a bucket whose name starts with deeplens- (default "
@@ -271,6 +279,12 @@ def _run_deeplens_lambda(args) -> int:
     folder = write_lambda(args.model, args.out, score_threshold=args.score_threshold)
     print(f"wrote {folder}/lambda_function.py, labels.txt and config.json (handler lambda_function.function_handler, "
           "python3.7)")
+    return 0
+
+
+def _run_deeplens_simulate(args) -> int:
+    from .deeplens.simulate import simulate
+    simulate(args.function, args.package, args.frames, args.out, max_frames=args.max_frames)
     return 0
 
 

@@ -36,9 +36,15 @@ class _ExportBackend:
                                    f"rules ({e}); export it again") from None
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        outputs = self._run(np.ascontiguousarray(batch, np.float32))
-        if self._tail is None:
-            return outputs
+        outputs = self.network(batch)
+        return outputs if self._tail is None else self.decode(outputs)
+
+    def network(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The exported graph's own outputs (for a detector: class probabilities and box offsets)."""
+        return self._run(np.ascontiguousarray(batch, np.float32))
+
+    def decode(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """A detector's tail on `network`'s outputs: box decoding and per-class NMS, as MXNet's graph did."""
         anchors, rules = self._tail
         return decode(outputs[0], outputs[1], anchors, rules)
 

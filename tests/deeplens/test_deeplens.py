@@ -4,10 +4,7 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import cv2
@@ -20,14 +17,13 @@ from magiccards.deeplens.graph import ExportError
 from magiccards.deeplens.lambda_package import write_lambda
 from magiccards.deeplens.model_optimizer import check, find_mo
 from magiccards.deeplens.package import load_package_graph, package, read_package
+from magiccards.deeplens.simulate import simulate
 from magiccards.deeplens.validation import read_samples
 
 from magiccards.errors import AwsConfigError
 from magiccards.model_dir import open_model_dir
 
 from ..helpers import run_cli, without_credentials
-
-DOUBLES = Path(__file__).with_name("doubles")
 
 
 @pytest.fixture(scope="module")
@@ -134,51 +130,25 @@ def _frames(model: Path, folder: Path, n: int) -> list[np.ndarray]:
     return [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
 
 
-def _run_lambda(function: Path, artifacts: Path, frames: Path, published: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DOUBLES), os.environ.get("PYTHONPATH", "")]),
-           "AWSCAM_FRAMES": str(frames), "DEEPLENS_ARTIFACTS": str(artifacts), "GREENGRASS_PUBLISHED": str(published),
-           "AWS_IOT_THING_NAME": "deeplens_test"}
-    return subprocess.run([sys.executable, str(function / "lambda_function.py")], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=function)
-
-
-def _read_fifo(path: Path, got: list) -> threading.Thread:
-    def read():
-        while not path.exists():
-            threading.Event().wait(0.05)
-        with open(path, "rb") as fifo:
-            got.append(fifo.read(1 << 16))
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
-
-
-def test_lambda_runs_the_detector_end_to_end_against_device_doubles(trained_detector, mo, tmp_path):
-    """The generated Lambda (Python 3.7 syntax) with awscam, mo and greengrasssdk doubles that do the real
-    work (the real Model Optimizer, the IR on OpenVINO, parseResult as documented): one message per frame
-    on $aws/things/<thing>/infer with the classes and boxes (frame pixels) of the DeepLens graph, and JPEG
-    frames on the project stream's FIFO."""
+def test_lambda_runs_the_detector_end_to_end_against_device_stand_ins(trained_detector, mo, tmp_path):
+    """The generated Lambda (Python 3.7 syntax), run by `deeplens simulate` with stand-ins of awscam, mo and
+    greengrasssdk that do the real work (the real Model Optimizer, the IR on OpenVINO, parseResult as
+    documented): one message per frame on $aws/things/<thing>/infer with the classes and boxes (frame
+    pixels) of the DeepLens graph, and the annotated frame from the project stream's FIFO."""
     model = _copy(trained_detector, tmp_path)
     package(model, tmp_path / "pkg.tar.gz", images=16, log=lambda line: None)
     artifacts, value = read_package(tmp_path / "pkg.tar.gz", tmp_path / "artifacts")
     function = write_lambda(model, tmp_path / "function", score_threshold=0.15)
-    source = (function / "lambda_function.py").read_text()
-    ast.parse(source, feature_version=(3, 7))
-    config = json.loads((function / "config.json").read_text())
-    fifo = tmp_path / "results.mjpeg"
-    config.update(max_frames=4, results_fifo=str(fifo))
-    (function / "config.json").write_text(json.dumps(config))
+    ast.parse((function / "lambda_function.py").read_text(), feature_version=(3, 7))
     frames = _frames(model, tmp_path / "frames", 4)
-    stream: list = []
-    reader = _read_fifo(fifo, stream)
-    published = tmp_path / "published.jsonl"
-    done = _run_lambda(function, artifacts, tmp_path / "frames", published)
+    done = run_cli("deeplens", "simulate", function, "--package", tmp_path / "pkg.tar.gz", "--frames",
+                   tmp_path / "frames", "--out", tmp_path / "sim")
     assert done.returncode == 0, done.stderr
-    records = [json.loads(line) for line in published.read_text().splitlines()]
-    assert len(records) == 4 and {r["topic"] for r in records} == {"$aws/things/deeplens_test/infer"}
+    records = [json.loads(line) for line in (tmp_path / "sim" / "published.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and {r["topic"] for r in records} == {"$aws/things/deeplens_simulated/infer"}
     messages = [r["payload"] for r in records]
-    reader.join(10)
-    assert stream and stream[0][:2] == b"\xff\xd8"  # a JPEG on the project stream
+    annotated = cv2.imread(str(tmp_path / "sim" / "annotated.jpg"))
+    assert annotated is not None and annotated.shape == (480, 858, 3)  # the stream's resolution
     device = load_package_graph(artifacts, value)
     classes = value["classes"]
     checked = 0
@@ -202,14 +172,9 @@ def test_lambda_classifies_and_publishes_a_model_that_cannot_load(trained_classi
     package(model, tmp_path / "pkg.tar.gz", images=16, log=lambda line: None)
     artifacts, value = read_package(tmp_path / "pkg.tar.gz", tmp_path / "artifacts")
     function = write_lambda(model, tmp_path / "function")
-    config = json.loads((function / "config.json").read_text())
-    config.update(max_frames=3, results_fifo=str(tmp_path / "results.mjpeg"))
-    (function / "config.json").write_text(json.dumps(config))
     frames = _frames(model, tmp_path / "frames", 3)
-    published = tmp_path / "published.jsonl"
-    done = _run_lambda(function, artifacts, tmp_path / "frames", published)
-    assert done.returncode == 0, done.stderr
-    messages = [json.loads(line)["payload"] for line in published.read_text().splitlines()]
+    messages = simulate(function, tmp_path / "pkg.tar.gz", tmp_path / "frames", tmp_path / "sim",
+                        log=lambda line: None)
     device = load_package_graph(artifacts, value)
     for frame, message in zip(frames, messages):
         want = run_device(device, device_parity.device_input(frame[:, :, ::-1], "classification", (3, 64, 64)))[0]
@@ -217,12 +182,15 @@ def test_lambda_classifies_and_publishes_a_model_that_cannot_load(trained_classi
         assert len(top) == 3 and top[0]["label"] == value["classes"][int(want.argmax())]
         assert abs(top[0]["prob"] - float(want.max())) < 0.01
 
-    empty = tmp_path / "no-model"
-    empty.mkdir()
-    failed = tmp_path / "failed.jsonl"
-    done = _run_lambda(function, empty, tmp_path / "frames", failed)
-    assert done.returncode == 0 and "Traceback" not in done.stderr
-    errors = [json.loads(line)["payload"] for line in failed.read_text().splitlines()]
+    # a package whose model the Model Optimizer cannot read: the error is published, the function stays up
+    broken = tmp_path / "broken"
+    folder, _ = read_package(tmp_path / "pkg.tar.gz", broken)
+    (folder / "image-classification-0000.params").write_bytes(b"not params")
+    with tarfile.open(tmp_path / "broken.tar.gz", "w:gz") as tar:
+        for path in folder.iterdir():
+            tar.add(path, arcname=path.name)
+    errors = simulate(function, tmp_path / "broken.tar.gz", tmp_path / "frames", tmp_path / "sim-broken",
+                      log=lambda line: None)
     assert len(errors) == 1 and "the model cannot be loaded" in errors[0]["error"]
 
 
@@ -320,3 +288,40 @@ def test_deploy_uploads_and_creates_and_updates_the_function(trained_classifier,
     with pytest.raises(AwsConfigError) as info:
         deploy(str(model), bucket="deeplens-cards-test", session=boto3.session.Session(), log=lambda line: None)
     assert "no AWS credentials" in str(info.value)
+
+
+def test_access_denied_is_one_line(trained_classifier, aws, tmp_path, monkeypatch):
+    """IAM answering AccessDenied (a local HTTP server answering as IAM does, reached through the per-service
+    endpoint variable AWS_ENDPOINT_URL_IAM; S3, STS and Lambda stay on moto_server)."""
+    import http.server
+
+    import boto3
+
+    class Denied(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = (b"<ErrorResponse xmlns='https://iam.amazonaws.com/doc/2010-05-08/'><Error><Type>Sender</Type>"
+                    b"<Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/ci is not authorized "
+                    b"to perform: iam:GetRole</Message></Error><RequestId>1</RequestId></ErrorResponse>")
+            self.send_response(403)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Denied)
+    import threading
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", f"http://127.0.0.1:{server.server_port}")
+        model = _copy(trained_classifier, tmp_path)
+        with pytest.raises(AwsConfigError) as info:
+            deploy(str(model), bucket="deeplens-denied", session=boto3.session.Session(), log=lambda line: None)
+        assert "AccessDenied" in str(info.value) and "iam:GetRole" in str(info.value)
+    finally:
+        server.shutdown()
+    done = run_cli("deeplens", "package", tmp_path / "nowhere", "--out", tmp_path / "x.tar.gz")
+    assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr

@@ -91,9 +91,12 @@ def test_detector_boxes_are_normalised_to_the_original_image(trained_detector):
         for d in found:
             assert 0 <= d.box[0] < d.box[2] <= 1 and 0 <= d.box[1] < d.box[3] <= 1
             assert d.name == predictor.classes[d.class_id] and 0.1 <= d.score <= 1
-    best_small, best_large = small[0], large[0]
-    assert best_small.class_id == best_large.class_id
-    assert np.abs(np.array(best_small.box) - np.array(best_large.box)).max() < 0.1  # same place, normalised
+    # the same scene stretched: its confident boxes are found at the same normalised places (a box left in
+    # network pixels, or normalised by the wrong side, would be off by half the image); the order of close
+    # scores may change with the resampling
+    for d in small[:3]:
+        assert any(e.class_id == d.class_id and np.abs(np.array(e.box) - np.array(d.box)).max() < 0.1
+                   for e in large), (d, large[:5])
     assert len(predictor.predict([image], score_threshold=0.0, top_k=2)[0]) <= 2
 
 

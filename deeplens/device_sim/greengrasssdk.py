@@ -1,4 +1,5 @@
-"""Test double of `greengrasssdk`: the iot-data client appends each publish to $GREENGRASS_PUBLISHED."""
+"""A stand-in for `greengrasssdk` (`magiccards deeplens simulate`): the iot-data client appends each
+publish to $GREENGRASS_PUBLISHED (JSON lines)."""
 import json
 import os
 

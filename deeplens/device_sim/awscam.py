@@ -1,7 +1,7 @@
-"""Test double of DeepLens's `awscam` that does the real work: frames are images of a folder
-($AWSCAM_FRAMES, BGR as the camera gives them), and `Model` runs the Model Optimizer's IR with OpenVINO's
-CPU plugin; `parseResult` follows the DeepLens developer guide (labels are class indices; for 'ssd',
-corners in pixels of the model's input)."""
+"""A stand-in for DeepLens's `awscam` (`magiccards deeplens simulate`) that does the real work: frames
+are the images of a folder ($AWSCAM_FRAMES, BGR as the camera gives them), and `Model` runs the Model
+Optimizer's IR with OpenVINO's CPU plugin; `parseResult` follows the DeepLens developer guide (labels are
+class indices; for 'ssd', corners in pixels of the model's input)."""
 import os
 
 import cv2

@@ -1,6 +1,7 @@
-"""Test double of DeepLens's `mo` that calls the real Intel Model Optimizer (its MXNet front end, in the
-venv magiccards.deeplens.model_optimizer finds), as the device's `mo.optimize` does. The imported model
-lies in $DEEPLENS_ARTIFACTS (the device's /opt/awscam/artifacts) unless aux_inputs give --models-dir."""
+"""A stand-in for DeepLens's `mo` (`magiccards deeplens simulate`) that calls the real Intel Model
+Optimizer (its MXNet front end, in the venv magiccards.deeplens.model_optimizer finds), as the device's
+`mo.optimize` does. The imported model lies in $DEEPLENS_ARTIFACTS (the device's /opt/awscam/artifacts)
+unless aux_inputs give --models-dir."""
 import os
 import subprocess
 
