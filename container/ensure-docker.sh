@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make a Docker engine answer on this machine: install docker.io (and debootstrap, which builds the
+# Make a Docker engine answer on this machine: install docker.io (with debootstrap, which builds the
 # local base image) when missing, start dockerd when no engine answers. Needs root for both.
 set -euo pipefail
 
@@ -7,6 +7,7 @@ need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)  # a real registry for the publish tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "error: ${need[*]} missing and not root; install them (apt-get install ${need[*]})" >&2

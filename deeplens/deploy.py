@@ -19,14 +19,14 @@ import re
 import tempfile
 from pathlib import Path
 
-from .aws import aws_error
+from magiccards.aws import BUCKET_NAME, aws_error
+
 from .graph import ExportError
 from .lambda_package import HANDLER, RUNTIME, write_lambda, zip_lambda
 from .package import package
 
 PREFIX = "deeplens-"
 ROLE = "AWSDeepLensLambdaRole"
-BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 @dataclasses.dataclass

@@ -27,6 +27,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from magiccards.aws import S3Uri
 from magiccards.errors import UserError
 from magiccards.files import atomic_path, write_text_atomic, writing
 from magiccards.model_dir import EXPORT_FORMATS, PARITY, ModelDir, open_model_dir
@@ -228,10 +229,17 @@ def validate_recipe(value: dict) -> None:
                     fail(f"{step} uses {{configuration:/{key}}}, which DefaultConfiguration does not define")
         for artifact in manifest.get("Artifacts", []):
             uri = str(artifact.get("URI", ""))
-            if not re.match(r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|docker:.+|greengrass:.+)$", uri):
+            if not uri.startswith(("docker:", "greengrass:")) and not _is_s3_object(uri):
                 fail(f"artifact URI {uri!r} is not s3://BUCKET/KEY")
             if artifact.get("Unarchive", "NONE") not in ("NONE", "ZIP"):
                 fail(f"Unarchive {artifact['Unarchive']!r} is not NONE or ZIP")
+
+
+def _is_s3_object(uri: str) -> bool:
+    try:
+        return bool(S3Uri.parse(uri).key)
+    except UserError:
+        return False
 
 
 def _yaml(value: dict) -> str:
@@ -251,9 +259,10 @@ def build(model_path: Path, out: Path, *, bucket: str | None = None, export: str
     if not SEMVER.match(version):
         raise GreengrassError(f"--version {version!r} is not a semantic version such as 1.0.0")
     bucket_uri = (bucket or f"s3://{PLACEHOLDER_BUCKET}/greengrass").rstrip("/")
-    if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", bucket_uri):
-        raise GreengrassError(f"--bucket {bucket!r} is not an S3 URI such as s3://my-bucket/components "
-                              "(bucket names are lower case)")
+    try:
+        S3Uri.parse(bucket_uri, "--bucket")
+    except UserError as e:
+        raise GreengrassError(str(e)) from None
     topic = topic or f"magiccards/{name}/results"
     if not topic or "#" in topic or "+" in topic or topic.startswith("$") and not topic.startswith("$aws/things/"):
         raise GreengrassError(f"--topic {topic!r}: a topic to publish to has no wildcards (# +) and no $ prefix")

@@ -11,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from .aws import aws_error
+from magiccards.aws import aws_error
+
 from .greengrass import PLACEHOLDER_BUCKET, Component, GreengrassError
 
 SETTLED = ("DEPLOYABLE", "FAILED", "DEPRECATED")

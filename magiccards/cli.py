@@ -82,7 +82,7 @@ def _add_train(sub) -> None:
                    help="with --docker: hosts (containers) of a distributed job, on a private network")
     p.add_argument("--input-mode", choices=("File", "Pipe"), default="File",
                    help="File (channels as files) or Pipe (records streamed through FIFOs, one per pass)")
-    p.set_defaults(func=_run_train, accepts_hyperparameters=True, train_parser=p)
+    p.set_defaults(func=_run_train, accepts_hyperparameters=True, own_parser=p)
 
 
 def _hyperparameters(extra: list[str]) -> dict[str, str]:
@@ -107,17 +107,22 @@ def _hyperparameters(extra: list[str]) -> dict[str, str]:
 def _check_train_arguments(args) -> None:
     """Every mistake the job would find in its hyperparameters, found before a job folder is laid out."""
     from .data.labels import task_of_rec
-    from .train.hyperparameters import SPECS, check
-    options = {a.lstrip("-") for action in args.train_parser._actions for a in action.option_strings}
-    for key in args.hyperparameters:
-        if key not in SPECS and key.replace("_", "-") in options:
-            raise HyperparameterError(f"--{key} is not a hyperparameter; did you mean the option --{key.replace('_', '-')}?")
+    from .train.hyperparameters import check
     task = None if "task" in args.hyperparameters else task_of_rec(Path(args.data) / "train.rec")
     check(args.hyperparameters, task)
     if args.instance_count < 1:
         raise UserError("--instance-count must be at least 1")
     if args.instance_count > 1 and (not args.docker or args.input_mode != "File" or args.pretrained or args.model):
         raise UserError("--instance-count > 1 needs --docker and File mode (no --model/--pretrained)")
+
+
+def _refuse_misspelt_options(args) -> None:
+    """`--job_dir` is the option --job-dir, not a hyperparameter: say so (commands that take hyperparameters)."""
+    from .train.hyperparameters import SPECS
+    options = {a.lstrip("-") for action in args.own_parser._actions for a in action.option_strings}
+    for key in args.hyperparameters:
+        if key not in SPECS and key.replace("_", "-") in options:
+            raise HyperparameterError(f"--{key} is not a hyperparameter; did you mean the option --{key.replace('_', '-')}?")
 
 
 def _run_train(args) -> int:
@@ -440,11 +445,11 @@ def _run_inspect(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magiccards", description=__doc__)
-    from . import __version__
+    from . import __version__, cloud_cli
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
-                _add_deeplens, _add_greengrass, _add_image, _add_base_image):
+                _add_deeplens, _add_greengrass, _add_image, _add_base_image, *cloud_cli.COMMANDS):
         add(sub)
     return parser
 
@@ -458,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "accepts_hyperparameters", False):
             args.hyperparameters = _hyperparameters(extra)
+            _refuse_misspelt_options(args)
         return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

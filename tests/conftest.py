@@ -119,35 +119,49 @@ def trained_detector(tmp_path_factory) -> Path:
     return run_local(root / "rec", root / "job", hp, log=lambda line: None)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(command: list[str], probe: str, name: str):
+    """Start a local server and wait until `probe` answers over HTTP; yields, then stops it."""
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(probe, timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # it answers
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"{name} did not start")
+            time.sleep(0.2)
+    return process
+
+
 # AWS: moto_server, a real HTTP server on 127.0.0.1, stands in for the services it simulates.
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """http://127.0.0.1:PORT of a moto_server started for the test session."""
     import shutil
-    import socket
-    import subprocess
     import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     server = Path(sys.executable).with_name("moto_server")
     command = [str(server)] if server.exists() else [shutil.which("moto_server") or "moto_server"]
-    process = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
+    process = _serve([*command, "-H", "127.0.0.1", "-p", str(port)], f"{endpoint}/moto-api/", "moto_server")
     yield endpoint
     process.terminate()
     process.wait(10)
@@ -163,3 +177,23 @@ def aws(moto_endpoint, monkeypatch) -> str:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     return moto_endpoint
+
+
+# A real image registry (Debian's docker-registry) on 127.0.0.1, for publish tests (moto has no registry API).
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> str:
+    """HOST:PORT of a docker-registry started for the test session (storage in a temporary folder)."""
+    import shutil
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed (make docker installs it)")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("registry")
+    config = folder / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+                      f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    process = _serve([binary, "serve", str(config)], f"http://127.0.0.1:{port}/v2/", "docker-registry")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)

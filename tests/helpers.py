@@ -47,3 +47,47 @@ def without_credentials(monkeypatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+
+
+class JsonServiceStandIn:
+    """A local HTTP server answering AWS JSON-protocol calls (SageMaker, CloudWatch Logs) as the service does,
+    for the answers moto_server cannot give (a job in progress, an expired token). `answers` maps the
+    operation (X-Amz-Target's tail, e.g. 'DescribeTrainingJob', or '*') to (status, body dict or a callable of the
+    request body giving a body or (status, body)); every request is kept in
+    `calls` as (operation, body). Point a client at it with AWS_ENDPOINT_URL_<SERVICE>."""
+
+    def __init__(self, answers: dict):
+        import http.server
+        import json
+        import threading
+
+        self.answers, self.calls = answers, []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                operation = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+                stand_in.calls.append((operation, body))
+                status, answer = stand_in.answers.get(operation, stand_in.answers.get(
+                    "*", (400, {"__type": "UnknownOperationException", "message": operation})))
+                answer = answer(body) if callable(answer) else answer
+                if isinstance(answer, tuple):  # a callable's own (status, body)
+                    status, answer = answer
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

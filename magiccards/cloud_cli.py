@@ -1,0 +1,208 @@
+"""The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop (container/ does the work)."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _add_aws(p) -> None:
+    p.add_argument("--profile", default=None, help="AWS profile (default: AWS_PROFILE or the default profile)")
+    p.add_argument("--region", default=None, help="AWS region (default: AWS_DEFAULT_REGION or the profile's)")
+
+
+def _session(args):
+    from .aws import session
+
+    return session(args.profile, args.region)
+
+
+def _seconds(text: str) -> int:
+    """90, 90s, 45m, 2h or 1d as seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise UserError(f"{text!r} is not a duration such as 3600, 90m or 2h")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _add_publish(sub) -> None:
+    p = sub.add_parser("publish", help="push the training image to Amazon ECR (or any registry); prints its URI",
+                       description="Build the image if missing, create the ECR repository if missing (scan on push), "
+                                   "log in with ECR's token, push with a bar per layer and verify the digest.")
+    p.add_argument("--tag", default="magiccards:cpu", help="local image to push (default magiccards:cpu)")
+    p.add_argument("--repository", default=None, help="repository name (default: the local name, e.g. magiccards)")
+    p.add_argument("--remote-tag", default=None, help="tag in the repository (default: the local tag)")
+    p.add_argument("--registry", default=None, help="HOST:PORT of any registry to push to instead of ECR")
+    p.add_argument("--immutable", action="store_true", help="create the ECR repository with immutable tags")
+    p.add_argument("--no-progress", action="store_true")
+    _add_aws(p)
+    p.set_defaults(func=_run_publish)
+
+
+def _run_publish(args) -> int:
+    from .container.publish import publish
+
+    session = None if args.registry else _session(args)
+    published = publish(args.tag, repository=args.repository, registry=args.registry, tag=args.remote_tag,
+                        immutable=args.immutable, session=session, progress=not args.no_progress)
+    print(f"image URI: {published.uri}")
+    print(f"pinned:    {published.pinned}")
+    return 0
+
+
+def _add_upload(sub) -> None:
+    p = sub.add_parser("upload", help="upload a pack folder to S3 as training channels; prints the channel URIs",
+                       description="Multipart uploads with a progress bar; files already there unchanged (size and "
+                                   "SHA-256) are skipped; an interrupted upload resumes where it stopped.")
+    p.add_argument("data", type=Path, help="the output folder of `magiccards pack`")
+    p.add_argument("destination", help="s3://bucket/prefix")
+    p.add_argument("--no-progress", action="store_true")
+    _add_aws(p)
+    p.set_defaults(func=_run_upload)
+
+
+def _run_upload(args) -> int:
+    from .container.upload import upload
+
+    channels = upload(args.data, args.destination, session=_session(args), progress=not args.no_progress)
+    for name, uri in channels.items():
+        print(f"channel {name}: {uri}")
+    print(f"launch with: magiccards launch --data {args.destination.rstrip('/')} --role ROLE")
+    return 0
+
+
+def _add_launch(sub) -> None:
+    p = sub.add_parser("launch", help="start a SageMaker training job of the image on uploaded data",
+                       description="Every other --key value is a hyperparameter (e.g. --epochs 10). The request is "
+                                   "checked offline and against the account before it is sent.")
+    p.add_argument("--data", default=None, help="s3://bucket/prefix given to `magiccards upload` (train, validation, "
+                                                "classes channels)")
+    p.add_argument("--channel", action="append", default=[], metavar="NAME=S3URI[,mode=Pipe,...]",
+                   help="a channel of your own; options content_type=, mode=File|Pipe, "
+                        "distribution=FullyReplicated|ShardedByS3Key (repeatable)")
+    p.add_argument("--pretrained", default=None, help="s3:// URI of pretrained weights or an earlier model")
+    p.add_argument("--model", default=None, help="s3:// URI of an earlier model.tar.gz to continue from")
+    p.add_argument("--role", required=True, help="SageMaker execution role: name or ARN")
+    p.add_argument("--image", default=None, help="image URI (default: magiccards:cpu in this account's ECR)")
+    p.add_argument("--name", default=None, help="job name (default deeplens-magiccards-TASK-TIME)")
+    p.add_argument("--input-mode", choices=("File", "Pipe"), default="File")
+    p.add_argument("--distribution", choices=("FullyReplicated", "ShardedByS3Key"), default="FullyReplicated",
+                   help="how --data channels are split over instances")
+    p.add_argument("--instance-type", default="ml.m5.xlarge")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--volume-size", type=int, default=30, help="GB of EBS per instance")
+    p.add_argument("--max-runtime", default="24h", help="stop the job after this long (e.g. 3600, 90m, 2h)")
+    p.add_argument("--spot", action="store_true", help="managed spot training (needs --checkpoint-s3)")
+    p.add_argument("--max-wait", default=None, help="spot: how long to wait for capacity and run (>= --max-runtime)")
+    p.add_argument("--checkpoint-s3", default=None, help="s3:// URI SageMaker syncs /opt/ml/checkpoints with")
+    p.add_argument("--output", default=None, help="s3:// URI for model.tar.gz (default: s3://DATA_BUCKET/output)")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="job tag (repeatable)")
+    p.add_argument("--wait", action="store_true", help="follow the job's status and log until it ends")
+    p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
+    _add_aws(p)
+    p.set_defaults(func=_run_launch, accepts_hyperparameters=True, own_parser=p)
+
+
+def _plan(args):
+    from .aws import S3Uri
+    from .container.launch import Channel, JobPlan, channels_of_upload
+
+    channels = channels_of_upload(args.data, args.distribution) if args.data else []
+    for text in args.channel:
+        own = Channel.parse(text, args.distribution)
+        channels = [c for c in channels if c.name != own.name] + [own]
+    for name, uri in (("pretrained", args.pretrained), ("model", args.model)):
+        if uri:
+            channels.append(Channel(name, uri, content_type="application/octet-stream", mode="File"))
+    tags = {}
+    for text in args.tag:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise UserError(f"--tag {text!r}: expected KEY=VALUE")
+        tags[key] = value
+    first = channels[0].uri if channels else None
+    output = args.output or (f"s3://{S3Uri.parse(first, 'channel').bucket}/output" if first else "")
+    return JobPlan(channels=channels, role=args.role, hyperparameters=args.hyperparameters, output=output,
+                   image=args.image, name=args.name, task=args.hyperparameters.get("task"),
+                   input_mode=args.input_mode, instance_type=args.instance_type, instance_count=args.instance_count,
+                   volume_gb=args.volume_size, max_runtime=_seconds(args.max_runtime), spot=args.spot,
+                   max_wait=_seconds(args.max_wait) if args.max_wait else None, checkpoint_uri=args.checkpoint_s3,
+                   tags=tags)
+
+
+def _run_launch(args) -> int:
+    from .container import jobs
+    from .container.launch import launch
+
+    plan = _plan(args)
+    session = _session(args)
+    created = launch(plan, session)
+    print(f"training job: {created['name']}")
+    print(f"arn: {created['arn']}")
+    if not args.wait:
+        print(f"follow it with: magiccards logs {created['name']} --follow")
+        return 0
+    job = jobs.wait(session, created["name"], poll=args.poll)
+    return 0 if job["TrainingJobStatus"] in ("Completed", "InProgress", "Stopping") else 1
+
+
+def _add_jobs(sub) -> None:
+    p = sub.add_parser("jobs", help="recent SageMaker training jobs with their status and final metrics")
+    p.add_argument("--limit", type=int, default=10)
+    _add_aws(p)
+    p.set_defaults(func=_run_jobs)
+
+
+def _run_jobs(args) -> int:
+    from .container import jobs
+
+    if args.limit < 1 or args.limit > 100:
+        raise UserError("--limit is 1 to 100")
+    print(jobs.table(jobs.recent(_session(args), args.limit)))
+    return 0
+
+
+def _add_logs(sub) -> None:
+    p = sub.add_parser("logs", help="a training job's CloudWatch log (all hosts)")
+    p.add_argument("job")
+    p.add_argument("--follow", action="store_true", help="keep reading until the job ends, then print its summary")
+    p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
+    _add_aws(p)
+    p.set_defaults(func=_run_logs)
+
+
+def _run_logs(args) -> int:
+    from .container import jobs
+
+    session = _session(args)
+    if args.follow:
+        job = jobs.wait(session, args.job, poll=args.poll)
+        return 0 if job["TrainingJobStatus"] != "Failed" else 1
+    jobs.describe(session.client("sagemaker"), args.job)
+    lines = jobs.LogTail(session.client("logs"), args.job).lines()
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{args.job} has logged nothing yet", file=sys.stderr)
+    return 0
+
+
+def _add_stop(sub) -> None:
+    p = sub.add_parser("stop", help="stop a training job (it writes a checkpoint and ends)")
+    p.add_argument("job")
+    _add_aws(p)
+    p.set_defaults(func=_run_stop)
+
+
+def _run_stop(args) -> int:
+    from .container import jobs
+
+    jobs.stop(_session(args), args.job)
+    print(f"stopping {args.job}")
+    return 0
+
+
+COMMANDS = (_add_publish, _add_upload, _add_launch, _add_jobs, _add_logs, _add_stop)
