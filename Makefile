@@ -16,7 +16,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge clean
+.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -116,6 +116,9 @@ bench-startup: install  ## how fast the dataset tools start (no training stack l
 bench-serve: install  ## the predictor in-process vs over HTTP, on the demo's models (make demo first)
 	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo
 	$(BIN)/python bench/bench_serve.py
+
+bench-upload: install  ## magiccards upload's resumable multipart upload vs boto3's transfer manager (on moto_server)
+	$(BIN)/python bench/bench_upload.py
 
 bench-edge: install  ## MXNet vs ONNX Runtime vs OpenVINO FP32/FP16/INT8 on the demo's models (make demo first)
 	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo

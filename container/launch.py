@@ -36,6 +36,7 @@ class Channel:
     content_type: str | None = RECORDIO
     mode: str | None = None  # None: the job's TrainingInputMode
     distribution: str = "FullyReplicated"
+    optional: bool = False  # an upload's validation and classes channels: left out when empty
 
     @classmethod
     def parse(cls, text: str, default_distribution: str = "FullyReplicated") -> "Channel":
@@ -61,6 +62,10 @@ class Channel:
         if self.mode:
             entry["InputMode"] = self.mode
         return entry
+
+
+class EmptyChannel(DataError):
+    """No object under a channel's S3 prefix."""
 
 
 @dataclasses.dataclass
@@ -89,8 +94,9 @@ def channels_of_upload(data: str, distribution: str = "FullyReplicated") -> list
     """The channels `magiccards upload` laid out under `data` (train, validation, classes)."""
     prefix = S3Uri.parse(data.rstrip("/"), "--data")
     return [Channel("train", str(prefix.join("train")) + "/", distribution=distribution),
-            Channel("validation", str(prefix.join("validation")) + "/", distribution=distribution),
-            Channel("classes", str(prefix.join("classes")) + "/", content_type="text/plain", mode="File")]
+            Channel("validation", str(prefix.join("validation")) + "/", distribution=distribution, optional=True),
+            Channel("classes", str(prefix.join("classes")) + "/", content_type="text/plain", mode="File",
+                    optional=True)]
 
 
 def default_job_name(task: str | None, now: float | None = None) -> str:
@@ -208,7 +214,7 @@ def _check_channel(s3, channel: Channel, mode: str, region: str) -> list[str]:
         listed = s3.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1000).get("Contents", [])
     keys = [o["Key"] for o in listed if not o["Key"].endswith("/")]
     if not keys:
-        raise DataError(f"channel {channel.name}: nothing under {channel.uri} (run `magiccards upload PACK_DIR "
+        raise EmptyChannel(f"channel {channel.name}: nothing under {channel.uri} (run `magiccards upload PACK_DIR "
                         "s3://...` first)")
     if (channel.mode or mode) == "Pipe":
         images = [k for k in keys if PurePosixPath(k).suffix.lower() in IMAGE_SUFFIXES]
@@ -245,14 +251,16 @@ def check_job(plan: JobPlan, session, log=print) -> dict:
     present = []
     for channel in plan.channels:
         try:
-            _check_channel(s3, channel, plan.input_mode, region)
+            keys = _check_channel(s3, channel, plan.input_mode, region)
             present.append(channel)
-        except DataError:
-            if channel.name in ("validation", "classes") and not any(
-                    c.name == channel.name and c.uri != channel.uri for c in plan.channels):
-                log(f"no {channel.name} channel: nothing under {channel.uri}")
-                continue
-            raise
+            if channel.distribution == "ShardedByS3Key" and len(keys) < plan.instance_count:
+                raise DataError(f"channel {channel.name} is ShardedByS3Key over {len(keys)} object(s) but the job has "
+                                f"{plan.instance_count} instances: some would get no data (split the data into "
+                                "several .rec files, or use FullyReplicated)")
+        except EmptyChannel:
+            if not channel.optional:
+                raise
+            log(f"no {channel.name} channel: nothing under {channel.uri}")
     plan.channels = present
     if plan.task is None:
         plan.task = plan.hyperparameters.get("task") or _task_of_upload(s3, plan.channels)

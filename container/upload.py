@@ -5,13 +5,14 @@
     PREFIX/classes/classes.txt          channel `classes` (File mode; the job reads the class names there)
     PREFIX/pack/                        the .lst, .idx and pack-report.json, kept beside (not a channel)
 
-Files go up in parts (multipart above one part's size) behind one progress bar. A file already there
+Files go up in parts (multipart above one part's size, 8 parts at a time) behind one progress bar. A file already there
 with the same size and SHA-256 (kept in the object's metadata) is skipped. An upload cut short (Ctrl-C,
 a lost connection) leaves its parts in S3; the next run checks each stored part's MD5 against the local
 file and sends only the parts that are missing.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -21,6 +22,7 @@ from magiccards.errors import DataError
 
 PART_SIZE = 16 * 1024 * 1024  # S3 allows 5 MiB to 5 GiB per part, 10,000 parts
 SHA_KEY = "sha256"  # x-amz-meta-sha256
+THREADS = 8  # parts in flight, as boto3's transfer manager sends them (it has 10 threads)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +99,32 @@ def _send(s3, bucket: str, key: str, path: Path, sha: str, part_size: int, bar, 
     else:
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={SHA_KEY: sha})["UploadId"]
     count = -(-size // part_size)
-    with open(path, "rb") as f:
-        for number in range(1, count + 1):
-            chunk = f.read(part_size)
-            if number not in stored:
-                stored[number] = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                Body=chunk)["ETag"]
-            bar.update(len(chunk))
+    pool = concurrent.futures.ThreadPoolExecutor(THREADS)
+    running: dict[concurrent.futures.Future, tuple[int, int]] = {}
+
+    def settle(block: bool) -> None:
+        done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED if block else
+                                          concurrent.futures.ALL_COMPLETED)
+        for future in done:
+            number, length = running.pop(future)
+            stored[number] = future.result()["ETag"]
+            bar.update(length)
+
+    try:
+        with open(path, "rb") as f:
+            for number in range(1, count + 1):
+                if number in stored:
+                    f.seek(part_size, 1)
+                    bar.update(min(part_size, size - (number - 1) * part_size))
+                    continue
+                chunk = f.read(part_size)
+                running[pool.submit(s3.upload_part, Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                    Body=chunk)] = (number, len(chunk))
+                while len(running) >= 2 * THREADS:  # at most 2 parts per thread in memory
+                    settle(block=True)
+        settle(block=False)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": stored[n]} for n in range(1, count + 1)]})
 

@@ -172,7 +172,9 @@ def test_an_interrupted_upload_resumes_with_the_parts_already_sent(aws, tmp_path
 
 # ---------------------------------------------------------------------------------------------- launch
 def test_launch_sends_the_request_field_by_field(account):
+    _boto("s3").put_object(Bucket=BUCKET, Key="weights/resnet18_v1b-2d9d980c.params", Body=b"weights")
     done = run_cli("launch", "--data", account, "--role", ROLE, "--name", "deeplens-cards-launch-1",
+                   "--pretrained", f"s3://{BUCKET}/weights/",
                    "--instance-type", "ml.g4dn.xlarge", "--instance-count", "2", "--input-mode", "Pipe",
                    "--max-runtime", "2h", "--spot", "--max-wait", "3h", "--checkpoint-s3", f"s3://{BUCKET}/ckpt",
                    "--tag", "team=cards", "--epochs", "3", "--network", "resnet18_v1b", "--image_shape", "3,32,32")
@@ -184,7 +186,9 @@ def test_launch_sends_the_request_field_by_field(account):
     assert job["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
     assert job["RoleArn"] == f"arn:aws:iam::123456789012:role/{ROLE}"
     channels = {c["ChannelName"]: c for c in job["InputDataConfig"]}
-    assert set(channels) == {"train", "validation", "classes"}
+    assert set(channels) == {"train", "validation", "classes", "pretrained"}
+    assert channels["pretrained"]["InputMode"] == "File"
+    assert channels["pretrained"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/weights/"
     assert channels["train"]["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix", "S3Uri": f"{account}/train/", "S3DataDistributionType": "FullyReplicated"}
     assert channels["train"]["ContentType"] == "application/x-recordio"
@@ -318,6 +322,8 @@ def test_each_mistake_is_one_line_before_any_money_is_spent(account, tmp_path):
         "a misspelt option": (("--instance_type", "ml.m5.large"), "did you mean the option --instance-type"),
         "a bad hyperparameter value": (("--epochs", "many"), "hyperparameter epochs='many'"),
         "a missing output bucket": (("--output", "s3://no-such-output-bucket/x"), "no-such-output-bucket does not exist"),
+        "too few objects to shard": (("--distribution", "ShardedByS3Key", "--instance-count", "2"),
+                                     "ShardedByS3Key over 1 object(s) but the job has 2 instances"),
         "an image not in ECR": (("--image", "123456789012.dkr.ecr.us-east-1.amazonaws.com/magiccards:gpu"),
                                 "is not in ECR: run `magiccards publish` first"),
     }
