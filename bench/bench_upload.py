@@ -50,7 +50,6 @@ def main() -> int:
                       AWS_ENDPOINT_URL=endpoint)
     import boto3
     from boto3.s3.transfer import TransferConfig
-
     from magiccards.container.upload import PART_SIZE, _pending_upload, upload
 
     try:
