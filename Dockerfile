@@ -2,17 +2,17 @@
 # `train` is the sagemaker-training toolkit's entry point; it runs SAGEMAKER_TRAINING_MODULE.
 #
 # CPU (default):  docker build -t magiccards:cpu .
-# Without a registry (this project's machines): make image  (uses the local debootstrap base image)
-# GPU:            docker build -t magiccards:gpu \
-#                   --build-arg BASE_IMAGE=nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04 \
-#                   --build-arg MXNET_PACKAGE=mxnet-cu112==1.9.1 .
-#                 (a CUDA base needs Python 3.11 installed first; see README "GPU image")
+# GPU:            docker build -t magiccards:gpu --build-arg VARIANT=gpu .
+#                 (the same base: MXNet for CUDA 11.2 and NVIDIA's libraries come from PyPI,
+#                 container/requirements-gpu.txt; the host's driver provides libcuda.so.1)
+# Without a registry (this project's machines): make image / make image-gpu (the local debootstrap base image)
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG VARIANT=cpu
 
 FROM ${BASE_IMAGE} AS build
 # `magiccards image` removes what earlier builds left behind by this label (see container/image.py)
 LABEL magiccards.stage=build
-ARG MXNET_PACKAGE=mxnet==1.9.1
+ARG VARIANT=cpu
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # sagemaker-training builds a small C extension: gcc and the Python headers, in this stage only
 RUN apt-get update \
@@ -28,20 +28,30 @@ COPY train /src/train
 COPY serve /src/serve
 COPY deeplens /src/deeplens
 COPY container /src/container
-# gluoncv pulls opencv-python, which needs libGL; the headless build (a declared dependency) is kept instead
-RUN pip install "${MXNET_PACKAGE}" /src \
- && if [ "${MXNET_PACKAGE%%=*}" != "mxnet" ]; then pip uninstall -y mxnet; pip install --force-reinstall --no-deps "${MXNET_PACKAGE}"; fi \
+# gluoncv pulls opencv-python, which needs libGL; the headless build (a declared dependency) is kept instead.
+# VARIANT=gpu swaps the CPU MXNet for mxnet-cu112 and the NVIDIA libraries it links (no headers, and not
+# libcusolverMg, 179 MB that nothing loads).
+RUN pip install /src \
  && headless="$(pip freeze | grep '^opencv-python-headless==')" \
  && pip uninstall -y opencv-python && pip install --force-reinstall --no-deps "${headless}" \
+ && if [ "${VARIANT}" = gpu ]; then \
+      pip uninstall -y mxnet && pip install --no-deps -r /src/container/requirements-gpu.txt \
+      && nvidia=/opt/venv/lib/python3.11/site-packages/nvidia \
+      && rm -rf "$nvidia"/*/include "$nvidia"/cusolver/lib/libcusolverMg.so.* ; \
+    elif [ "${VARIANT}" != cpu ]; then echo "VARIANT is cpu or gpu, not ${VARIANT}" >&2; exit 1; fi \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS runtime
 LABEL magiccards.stage=final
 # MXNet's wheel links OpenMP from the system
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 libquadmath0 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
+# the GPU variant's NVIDIA libraries are found by the loader (ldconfig), for every process of the image
+RUN if [ -d /opt/venv/lib/python3.11/site-packages/nvidia ]; then \
+      ls -d /opt/venv/lib/python3.11/site-packages/nvidia/*/lib > /etc/ld.so.conf.d/magiccards-nvidia.conf && ldconfig; \
+    fi
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MPLBACKEND=Agg \
@@ -50,3 +60,9 @@ WORKDIR /opt/ml
 # SageMaker runs `docker run IMAGE train` (training) or `docker run IMAGE serve` (hosting)
 ENTRYPOINT ["python", "-m", "magiccards.container.entrypoint"]
 CMD ["train"]
+
+FROM runtime AS runtime-cpu
+FROM runtime AS runtime-gpu
+# the NVIDIA container runtime mounts the driver and the GPUs into images that ask for them (as nvidia/cuda's do)
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+FROM runtime-${VARIANT}

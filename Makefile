@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BASE_IMAGE ?= magiccards/base:bookworm
 IMAGE ?= magiccards:cpu
+GPU_IMAGE ?= magiccards:gpu
 DEMO := demo-output
 DEMO_PORT ?= 8765
 BENCH := bench-output
@@ -16,7 +17,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload clean
+.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -33,6 +34,9 @@ base-image: install docker
 image: install docker  ## the training image; uses the local base image when python:3.11-slim cannot be pulled
 	$(BIN)/magiccards image --tag $(IMAGE)
 
+image-gpu: install docker  ## the GPU training image (mxnet-cu112 + NVIDIA's PyPI libraries), same Dockerfile
+	$(BIN)/magiccards image --gpu --tag $(GPU_IMAGE)
+
 # The SageMaker Python SDK (v2, for local mode) lives in its own venv: it pins packages MXNet cannot share.
 SDK_VENV := .venv-sdk
 $(SDK_VENV)/.installed:
@@ -48,7 +52,7 @@ $(MO_VENV)/.installed:
 	$(MO_VENV)/bin/pip install -q 'openvino-dev==2023.3.0' 'mxnet==1.9.1' 'numpy==1.23.5' 2>&1 | $(QUIET_PIP)
 	touch $@
 
-test: install base-image image $(SDK_VENV)/.installed $(MO_VENV)/.installed
+test: install base-image image image-gpu $(SDK_VENV)/.installed $(MO_VENV)/.installed
 	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q
 
 test-fast: install  ## the tests that need no Docker engine

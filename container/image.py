@@ -15,6 +15,8 @@ from .docker_engine import client as docker_client
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BASE = "python:3.11-slim-bookworm"
 DEFAULT_TAG = "magiccards:cpu"
+GPU_TAG = "magiccards:gpu"
+VARIANTS = ("cpu", "gpu")  # the Dockerfile's VARIANT; gpu: container/requirements-gpu.txt
 STAGE_LABEL = "magiccards.stage"  # set by the Dockerfile on both stages
 
 
@@ -43,14 +45,15 @@ def choose_base(client: docker.DockerClient, base: str | None, log=print) -> str
     return base_image.ensure(base_image.DEFAULT_TAG, log=log)
 
 
-def build(tag: str = DEFAULT_TAG, base: str | None = None, mxnet_package: str | None = None,
+def build(tag: str = DEFAULT_TAG, base: str | None = None, variant: str = "cpu",
           no_cache: bool = False, log=print) -> dict:
-    """Build the Dockerfile at the repository root; returns {'tag', 'seconds', 'size_bytes', 'base'}."""
+    """Build the Dockerfile at the repository root (VARIANT cpu or gpu); returns {'tag', 'seconds',
+    'size_bytes', 'base'}."""
+    if variant not in VARIANTS:
+        raise ImageBuildFailed(f"image variant {variant!r}: one of {', '.join(VARIANTS)}")
     client = docker_client()
     chosen = choose_base(client, base, log)
-    args = {"BASE_IMAGE": chosen}
-    if mxnet_package:
-        args["MXNET_PACKAGE"] = mxnet_package
+    args = {"BASE_IMAGE": chosen, "VARIANT": variant}
     started = time.perf_counter()
     tail: list[str] = []
     try:

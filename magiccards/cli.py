@@ -146,16 +146,18 @@ def _run_train(args) -> int:
 
 def _add_image(sub) -> None:
     p = sub.add_parser("image", help="build the training image (Dockerfile) with the local Docker engine")
-    p.add_argument("--tag", default="magiccards:cpu")
+    p.add_argument("--gpu", action="store_true",
+                   help="the GPU variant: MXNet for CUDA 11.2 and NVIDIA's libraries (default tag magiccards:gpu)")
+    p.add_argument("--tag", default=None, help="image tag (default magiccards:cpu, or magiccards:gpu with --gpu)")
     p.add_argument("--base", default=None, help="base image (default python:3.11-slim-bookworm, else the local one)")
-    p.add_argument("--mxnet-package", default=None, help="e.g. mxnet-cu112==1.9.1 for the GPU variant")
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=_run_image)
 
 
 def _run_image(args) -> int:
-    from .container.image import build
-    r = build(args.tag, base=args.base, mxnet_package=args.mxnet_package, no_cache=args.no_cache)
+    from .container.image import DEFAULT_TAG, GPU_TAG, build
+    tag = args.tag or (GPU_TAG if args.gpu else DEFAULT_TAG)
+    r = build(tag, base=args.base, variant="gpu" if args.gpu else "cpu", no_cache=args.no_cache)
     print(f"built {r['tag']} from {r['base']} in {r['seconds']:.0f} s; size {r['size_bytes'] / 1e6:.0f} MB")
     return 0
 

@@ -51,3 +51,7 @@ class TrainingStopped(UserError):
 
 class AwsConfigError(UserError):
     """AWS credentials, region, endpoint or permissions do not allow the call."""
+
+
+class DeviceError(UserError):
+    """The image and the machine do not match: the GPU image without an NVIDIA driver, GPUs asked of the CPU image."""

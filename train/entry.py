@@ -27,7 +27,7 @@ from magiccards.model_dir import (
     symbol_name,
 )
 
-from . import models, optim
+from . import devices, models, optim
 from .channels import class_names, data_task, open_split, require_train
 from .checkpoints import job_fingerprint
 from .distributed import ParameterServer
@@ -64,7 +64,7 @@ def run(job: Job) -> dict:
         if hp.task == "classification" and hp.top_k > len(classes):
             say(f"note: top_k={hp.top_k} but there are {len(classes)} classes; "
                 f"validation_top_k_accuracy counts the top {len(classes)}")
-        ctx = [mx.gpu(i) for i in range(job.num_gpus)] or [mx.cpu()]
+        ctx = devices.contexts(job.num_gpus)
         _seed(hp.seed)
         say(f"{hp.task}: {hp.network}, {len(classes)} classes, {len(train.dataset)} training / "
             f"{len(val.dataset) if val else 0} validation images ({train.source}), on {ctx}")
