@@ -27,7 +27,8 @@ COPY data /src/data
 COPY train /src/train
 COPY serve /src/serve
 COPY deeplens /src/deeplens
-COPY container /src/container
+# (container/weights/ is copied into the final stage only, so baking weights in keeps the install cached)
+COPY container/*.py container/*.sh container/*.txt /src/container/
 # gluoncv pulls opencv-python, which needs libGL; the headless build (a declared dependency) is kept instead.
 # VARIANT=gpu swaps the CPU MXNet for mxnet-cu112 and the NVIDIA libraries it links (no headers, and not
 # libcusolverMg, 179 MB that nothing loads).
@@ -56,6 +57,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MPLBACKEND=Agg \
     SAGEMAKER_TRAINING_MODULE=magiccards.train.entry:main
+# ImageNet weights baked in by `magiccards image --weights` (train/weights.py looks here after the pretrained channel)
+COPY container/weights/ /opt/magiccards/weights/
 WORKDIR /opt/ml
 # SageMaker runs `docker run IMAGE train` (training) or `docker run IMAGE serve` (hosting)
 ENTRYPOINT ["python", "-m", "magiccards.container.entrypoint"]

@@ -45,13 +45,48 @@ def choose_base(client: docker.DockerClient, base: str | None, log=print) -> str
     return base_image.ensure(base_image.DEFAULT_TAG, log=log)
 
 
+WEIGHTS_DIR = REPO / "container" / "weights"  # the Dockerfile copies it to /opt/magiccards/weights
+
+
+def stage_weights(sources: list[str], log=print) -> list[Path]:
+    """Fill WEIGHTS_DIR for the next build: each source is a folder (its .params files) or a GluonCV model name
+    (taken from the model store, else downloaded, checksum verified). Files of earlier builds are removed."""
+    import shutil
+
+    from magiccards.train import weights
+
+    for old in WEIGHTS_DIR.glob("*.params"):
+        old.unlink()
+    staged = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(path.glob("*.params"))
+            if not files:
+                raise ImageBuildFailed(f"--weights {source}: the folder holds no .params file")
+        else:
+            found = weights.in_folder(source, weights.gluon_store())
+            files = [found] if found else [weights.download(source, WEIGHTS_DIR)]
+        for f in files:
+            target = WEIGHTS_DIR / f.name
+            if f.resolve() != target.resolve():
+                shutil.copy2(f, target)
+            staged.append(target)
+    if staged:
+        log(f"baking {len(staged)} weight file(s) into the image: {', '.join(p.name for p in staged)} "
+            f"({sum(p.stat().st_size for p in staged) / 1e6:.0f} MB)")
+    return staged
+
+
 def build(tag: str = DEFAULT_TAG, base: str | None = None, variant: str = "cpu",
-          no_cache: bool = False, log=print) -> dict:
+          no_cache: bool = False, weights: list[str] | None = None, log=print) -> dict:
     """Build the Dockerfile at the repository root (VARIANT cpu or gpu); returns {'tag', 'seconds',
     'size_bytes', 'base'}."""
     if variant not in VARIANTS:
         raise ImageBuildFailed(f"image variant {variant!r}: one of {', '.join(VARIANTS)}")
     client = docker_client()
+    if weights is not None:
+        stage_weights(weights, log)
     chosen = choose_base(client, base, log)
     args = {"BASE_IMAGE": chosen, "VARIANT": variant}
     started = time.perf_counter()

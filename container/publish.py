@@ -103,7 +103,11 @@ def push(client, local_tag: str, repository: str, tag: str, login: Login, progre
                                f"{_scrub(_explain(e), login)}") from None
     try:
         client.images.get(local_tag).tag(target, tag=tag)
-        digest = _push_stream(client, target, tag, login, progress)
+        try:
+            digest = _push_stream(client, target, tag, login, progress)
+        finally:
+            if uri != local_tag:
+                client.images.remove(uri, noprune=True)  # only the name pushed under; the image stays
         held = client.images.get_registry_data(uri, auth_config=login.auth).id
     except (APIError, DockerException) as e:
         raise PublishError(f"pushing {uri}: {_scrub(_explain(e), login)}") from None

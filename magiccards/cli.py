@@ -150,6 +150,9 @@ def _add_image(sub) -> None:
                    help="the GPU variant: MXNet for CUDA 11.2 and NVIDIA's libraries (default tag magiccards:gpu)")
     p.add_argument("--tag", default=None, help="image tag (default magiccards:cpu, or magiccards:gpu with --gpu)")
     p.add_argument("--base", default=None, help="base image (default python:3.11-slim-bookworm, else the local one)")
+    p.add_argument("--weights", nargs="+", default=None, metavar="NAME_OR_DIR",
+                   help="bake ImageNet weights into the image: GluonCV model names (e.g. mobilenet0.25 resnet18_v1b; "
+                        "from the model store or downloaded) or folders of .params files")
     p.add_argument("--no-cache", action="store_true")
     p.set_defaults(func=_run_image)
 
@@ -157,8 +160,29 @@ def _add_image(sub) -> None:
 def _run_image(args) -> int:
     from .container.image import DEFAULT_TAG, GPU_TAG, build
     tag = args.tag or (GPU_TAG if args.gpu else DEFAULT_TAG)
-    r = build(tag, base=args.base, variant="gpu" if args.gpu else "cpu", no_cache=args.no_cache)
+    r = build(tag, base=args.base, variant="gpu" if args.gpu else "cpu", no_cache=args.no_cache, weights=args.weights)
     print(f"built {r['tag']} from {r['base']} in {r['seconds']:.0f} s; size {r['size_bytes'] / 1e6:.0f} MB")
+    return 0
+
+
+def _add_weights(sub) -> None:
+    p = sub.add_parser("weights", help="fetch GluonCV ImageNet weights into a folder ready to be a 'pretrained' channel",
+                       description="Downloads from MXNET_GLUON_REPO (default: Apache's GluonCV repository) with a "
+                                   "progress bar and GluonCV's SHA-1 check; names already in the folder are kept.")
+    p.add_argument("names", nargs="+", help="GluonCV model names, e.g. mobilenet0.25 (ssd_300_mobilenet0.25's base), "
+                                            "resnet18_v1b, vgg16_atrous")
+    p.add_argument("--out", type=Path, required=True, help="folder to put the .params files in")
+    p.set_defaults(func=_run_weights)
+
+
+def _run_weights(args) -> int:
+    from .train import weights
+    for name in args.names:
+        found = weights.in_folder(name, args.out)
+        if found is None:
+            found = weights.download(name, args.out)
+        print(f"{name}: {found}")
+    print(f"use it as the 'pretrained' channel: magiccards train DATA --pretrained {args.out} ...")
     return 0
 
 
@@ -451,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
-                _add_deeplens, _add_greengrass, _add_image, _add_base_image, *cloud_cli.COMMANDS):
+                _add_deeplens, _add_greengrass, _add_image, _add_weights, _add_base_image, *cloud_cli.COMMANDS):
         add(sub)
     return parser
 

@@ -27,7 +27,7 @@ from magiccards.model_dir import (
     symbol_name,
 )
 
-from . import devices, models, optim
+from . import devices, models, optim, transfer, weights
 from .channels import class_names, data_task, open_split, require_train
 from .checkpoints import job_fingerprint
 from .distributed import ParameterServer
@@ -159,21 +159,35 @@ def _seed(seed: int) -> None:
 
 
 def _network(hp: Hyperparameters, classes: list[str], job: Job, workdir: Path) -> mx.gluon.HybridBlock:
-    """The network: pretrained base (channel `pretrained`), earlier model (channel `model`), frozen layers."""
-    pretrained_dirs = [job.channels["pretrained"]] if "pretrained" in job.channels else []
-    net = models.build(hp.task, hp.network, classes, hp.image_shape[-1], pretrained=bool(hp.use_pretrained_model),
-                       pretrained_dirs=pretrained_dirs, log=say, shape_label=",".join(map(str, hp.image_shape)))
+    """The network, started from (first that applies): an earlier model of the same classes (channel `model`:
+    incremental training), an earlier model of other classes (a `pretrained` channel holding a model:
+    transfer), ImageNet weights (use_pretrained_model=1: train/weights.py), or nothing. Then frozen layers."""
+    size, shape_label = hp.image_shape[-1], ",".join(map(str, hp.image_shape))
+    channel = job.channels.get("pretrained")
+    earlier = None if "model" in job.channels else transfer.earlier_model(channel, workdir)
     if "model" in job.channels:
+        net = models.build(hp.task, hp.network, classes, size, log=say, shape_label=shape_label)
         earlier = open_model_dir(job.channels["model"], workdir / "model", require=(TRAINING_STATE,))
         if list(earlier.classes) != classes:
             raise DataError(f"the model channel's classes {list(earlier.classes)} differ from the data's {classes}; "
-                            "incremental training needs the same classes in the same order")
+                            "incremental training needs the same classes in the same order (to start from a model "
+                            "of other classes, give it as the 'pretrained' channel)")
         try:
             net.load_parameters(str(earlier.training_state_file))
         except (AssertionError, mx.base.MXNetError) as e:
             raise DataError(f"the model channel's parameters do not fit {hp.network}: "
                             f"{str(e).splitlines()[0][:200]}") from None
         say(f"incremental training: starting from {earlier.path}")
+    elif earlier is not None:
+        transfer.check_same_network(earlier, hp.task, hp.network)
+        if hp.task == "detection":
+            net = transfer.detector(earlier, hp.network, classes, size, log=say)
+        else:
+            net = transfer.classifier(earlier, hp.network, classes, size, shape_label, log=say)
+    else:
+        found = weights.find(models.weights_name(hp.task, hp.network), channel, log=say) \
+            if hp.use_pretrained_model else None
+        net = models.build(hp.task, hp.network, classes, size, weights=found, log=say, shape_label=shape_label)
     if hp.task == "detection" and hp.freeze_layer_pattern:
         say(f"freeze_layer_pattern {hp.freeze_layer_pattern!r}: {models.freeze(net, hp.freeze_layer_pattern)} "
             "parameters stay as they are")

@@ -1,15 +1,13 @@
 """The model factory: one function, many GluonCV presets.
 
 Classification takes any GluonCV ImageNet-style classification model (resnet18_v1b, resnet50_v1d,
-mobilenetv3_small, ...). Detection takes the SSD presets below. Pretrained weights never come from
-the internet: they come from a `pretrained` channel or GluonCV's model store cache on disk.
+mobilenetv3_small, ...). Detection takes the SSD presets below. ImageNet weights: `build` takes them as a file (train/weights.py finds it: pretrained channel, image, model store, download).
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import math
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -17,7 +15,6 @@ from pathlib import Path
 
 import mxnet as mx
 from gluoncv import model_zoo
-from gluoncv.model_zoo.model_store import short_hash
 from gluoncv.model_zoo.ssd.ssd import get_ssd
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
@@ -59,7 +56,6 @@ SSD_PRESETS = {
 }
 CLASSIFICATION_FAMILIES = ("resnet", "resnext", "se_resnext", "resnest", "mobilenet", "vgg", "densenet",
                            "squeezenet", "alexnet", "inceptionv3", "darknet53", "senet", "googlenet", "xception")
-STORE_ROOT = Path(os.environ.get("MXNET_HOME", Path.home() / ".mxnet")) / "models"
 
 
 def classification_networks() -> list[str]:
@@ -78,32 +74,20 @@ def check_network(task: str, name: str) -> None:
                                   "DenseNet, SqueezeNet, Inception families)")
 
 
-def store_file(name: str, dirs: list[Path]) -> Path | None:
-    """GluonCV's pretrained file for `name` (`<name>-<hash>.params`, or `<name>.params`) in `dirs`."""
-    for d in dirs:
-        for candidate in (d / f"{name}-{short_hash(name)}.params", d / f"{name}.params"):
-            if candidate.is_file():
-                return candidate
-    return None
+def weights_name(task: str, network: str) -> str:
+    """The GluonCV model whose ImageNet weights `network` starts from (itself, or an SSD's base network)."""
+    return network if task == "classification" else SSD_PRESETS[network].base
 
 
-def _missing_weights(name: str, dirs: list[Path]) -> UserError:
-    where = ", ".join(str(d) for d in dirs)
-    return UserError(f"use_pretrained_model=1 needs ImageNet weights for {name}, found none in {where}. "
-                     f"Provide a 'pretrained' channel holding {name}-{short_hash(name)}.params (GluonCV's model store "
-                     f"file) or {name}.params, or set use_pretrained_model=0; nothing can be downloaded here.")
-
-
-def build(task: str, network: str, classes: list[str], image_size: int, pretrained: bool = False,
-          pretrained_dirs: list[Path] | None = None, log=lambda message: None,
-          shape_label: str | None = None) -> mx.gluon.HybridBlock:
-    """An initialised network for `classes`; with `pretrained`, the base starts from ImageNet weights.
+def build(task: str, network: str, classes: list[str], image_size: int, weights: Path | None = None,
+          log=lambda message: None, shape_label: str | None = None) -> mx.gluon.HybridBlock:
+    """An initialised network for `classes`; with `weights` (a GluonCV model-store file of
+    `weights_name(task, network)`, see train/weights.py), the base starts from those ImageNet weights.
 
     An `image_size` too small for the network is a HyperparameterError naming `shape_label` (the job's
     image_shape as given)."""
     shape_label = shape_label or str(image_size)
     check_network(task, network)
-    dirs = list(pretrained_dirs or []) + [STORE_ROOT]
     if task == "classification":
         net = model_zoo.get_model(network, pretrained=False, classes=len(classes))
         net.initialize(mx.init.Xavier(magnitude=2))
@@ -114,17 +98,11 @@ def build(task: str, network: str, classes: list[str], image_size: int, pretrain
             raise HyperparameterError(f"image_shape {shape_label} is too small for {network}: it reduces images "
                                       f"{smallest}-fold, so the smallest size it takes is {smallest} "
                                       f"(e.g. image_shape 3,{max(smallest, 64)},{max(smallest, 64)})")
-        if pretrained:
-            weights = store_file(network, dirs)
-            if weights is None:
-                raise _missing_weights(network, dirs)
+        if weights is not None:
             loaded, skipped = load_matching(net, weights)
             log(f"pretrained: {loaded} parameters from {weights} ({skipped} start fresh, such as the output layer)")
         return net
     preset = SSD_PRESETS[network]
-    weights = store_file(preset.base, dirs) if pretrained else None
-    if pretrained and weights is None:
-        raise _missing_weights(preset.base, dirs)
     with _size_fits(network, shape_label, lambda: ssd(preset, classes, preset.base_size)(mx.sym.var("data"))[0]):
         net = ssd(preset, classes, image_size)
         with warnings.catch_warnings():

@@ -67,11 +67,13 @@ def test_publish_pushes_to_a_real_registry_and_the_image_pulls_back(registry, do
     import urllib.request
     tags = json.load(urllib.request.urlopen(f"http://{registry}/v2/cards-test/tags/list"))
     assert tags["tags"] == ["t1"]
-    docker_client.images.remove(uri)
+    assert uri not in docker_client.images.get("magiccards:cpu").tags  # publish leaves no extra name behind
     pulled = docker_client.images.pull(f"{registry}/cards-test", tag="t1")
     assert pinned in pulled.attrs["RepoDigests"]
     local = docker_client.images.get("magiccards:cpu")
     assert pulled.id == local.id  # the same image, layer for layer
+    docker_client.images.remove(uri, noprune=True)
+    assert uri not in docker_client.images.get("magiccards:cpu").tags
     again = run_cli("publish", "--registry", registry, "--repository", "cards-test", "--remote-tag", "t1",
                     "--no-progress")
     assert again.returncode == 0 and digest in again.stdout

@@ -80,7 +80,7 @@ def test_docker_stop_checkpoints_and_rerun_resumes(image, docker_client, packed_
     deadline = time.monotonic() + 300
     while not list((job / "checkpoints").glob("epoch-0001-*")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    running = [c for c in docker_client.containers.list() if c.image.tags and c.image.tags[0] == image]
+    running = [c for c in docker_client.containers.list() if image in c.image.tags]
     assert len(running) == 1
     started = time.monotonic()
     running[0].stop(timeout=120)
@@ -130,4 +130,4 @@ def test_sigterm_to_the_cli_stops_the_container_gracefully(image, docker_client,
     _, err = proc.communicate(timeout=200)
     assert proc.returncode == 143 and "stopped by SIGTERM" in err and "Traceback" not in err, err
     assert list((job / "checkpoints").glob("epoch-*"))
-    assert not [c for c in docker_client.containers.list(all=True) if c.image.tags and c.image.tags[0] == image]
+    assert not [c for c in docker_client.containers.list(all=True) if image in c.image.tags]

@@ -1,0 +1,96 @@
+"""Starting a network from an earlier model of the same network with other classes (the `pretrained` channel
+holding a model directory or model.tar.gz).
+
+A detector keeps all of the earlier detector (features, extra layers, box regressors) and gets a new
+class head as GluonCV's `reset_class` makes it: classes present in both keep their weights (and the
+background's); when the earlier detector knows one class only (a class-agnostic "card" base), every new
+class starts from it. A classifier keeps everything but its output layer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mxnet as mx
+
+from magiccards.errors import DataError, ModelDirError
+from magiccards.model_dir import TRAINING_STATE, ModelDir, open_model_dir
+
+from . import models
+
+
+def earlier_model(channel: Path | None, workdir: Path) -> ModelDir | None:
+    """The model in a `pretrained` channel, or None when it holds GluonCV weight files instead."""
+    if channel is None or not Path(channel).exists():
+        return None
+    has_model = any(Path(channel).rglob("model-card.json")) or any(
+        p.name.endswith((".tar.gz", ".tgz")) for p in Path(channel).rglob("*") if p.is_file())
+    if not has_model:
+        return None
+    try:
+        return open_model_dir(Path(channel), workdir / "pretrained-model", require=(TRAINING_STATE,))
+    except ModelDirError as e:
+        raise DataError(f"the pretrained channel holds a model that cannot be used: {e}") from None
+
+
+def check_same_network(earlier: ModelDir, task: str, network: str) -> None:
+    if earlier.task != task or earlier.network != network:
+        raise DataError(f"the pretrained channel's model is a {earlier.task} {earlier.network or '(unknown network)'}, "
+                        f"but this job trains a {task} {network}: transfer needs the same network (set "
+                        f"network={earlier.network}, or give ImageNet weights instead)")
+
+
+def _load(net: mx.gluon.Block, earlier: ModelDir) -> None:
+    try:
+        net.load_parameters(str(earlier.training_state_file), allow_missing=False, ignore_extra=False)
+    except (AssertionError, mx.base.MXNetError) as e:
+        raise DataError(f"the pretrained channel's parameters do not fit {earlier.network}: "
+                        f"{str(e).splitlines()[0][:200]}") from None
+
+
+def detector(earlier: ModelDir, network: str, classes: list[str], image_size: int, log=print):
+    """The SSD for `classes`, started from all of the earlier detector; its class head reset as reset_class does."""
+    old = list(earlier.classes)
+    net = models.build("detection", network, old, image_size)
+    _load(net, earlier)
+    kept = [c for c in classes if c in old]
+    if len(old) == 1 and not kept:
+        reuse = {c: old[0] for c in classes}
+        how = f"every class starts from the earlier detector's only class {old[0]!r}"
+    else:
+        reuse = {c: c for c in kept}
+        how = (f"classes kept with their weights: {', '.join(kept)}" if kept else "no class in common: the class "
+               "head starts fresh")
+    net.reset_class(list(classes), reuse_weights=reuse or None)
+    net(mx.nd.zeros((1, 3, image_size, image_size)))
+    log(f"transfer: all of the earlier detector {earlier.path} (features, extra layers, box regressors) carried over; "
+        f"new class head for {len(classes)} classes ({how})")
+    return net
+
+
+def classifier(earlier: ModelDir, network: str, classes: list[str], image_size: int, shape_label: str, log=print):
+    """The classifier for `classes`, started from everything of the earlier one but its output layer."""
+    net = models.build("classification", network, classes, image_size, shape_label=shape_label)
+    output = output_parameters(network, len(classes), image_size)
+    saved = mx.nd.load(str(earlier.training_state_file))
+    own = net._collect_params_with_prefix()
+    loaded = 0
+    for name, param in own.items():
+        if name in output:
+            continue
+        value = saved.get(name)
+        if value is None or value.shape != param.shape:
+            raise DataError(f"the pretrained channel's model does not fit {network} ({name} is missing or of another "
+                            "shape)")
+        param.set_data(value)
+        loaded += 1
+    log(f"transfer: {loaded} parameters of the earlier classifier {earlier.path} carried over; the output layer "
+        f"({', '.join(sorted(output))}) starts fresh for {len(classes)} classes")
+    return net
+
+
+def output_parameters(network: str, num_classes: int, image_size: int) -> set[str]:
+    """The parameters whose shape depends on the number of classes: the output layer, whatever it is named."""
+    one = models.build("classification", network, ["a"] * num_classes, image_size)
+    two = models.build("classification", network, ["a"] * (num_classes + 1), image_size)
+    a, b = one._collect_params_with_prefix(), two._collect_params_with_prefix()
+    return {name for name in a if a[name].shape != b[name].shape}
