@@ -95,3 +95,11 @@ def _listable(samples: list[Sample], problems: Problems) -> list[Sample]:
         else:
             kept.append(s)
     return kept
+
+
+def as_one_class(dataset: Dataset, name: str) -> Dataset:
+    """The detection `dataset` with every object of class `name` (a class-agnostic detector's data, e.g. "card")."""
+    if dataset.task != "detection":
+        raise DataError("--one-class applies to detection datasets (boxes), not to class folders")
+    samples = [dataclasses.replace(s, boxes=[dataclasses.replace(b, cls=0) for b in s.boxes]) for s in dataset.samples]
+    return dataclasses.replace(dataset, samples=samples, classes=[name])

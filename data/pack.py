@@ -23,9 +23,9 @@ from magiccards.files import temporary_name, write_text_atomic, writing
 
 from .encode import Encoded, EncodeOptions, encode
 from .labels import detection_label, lst_line
-from .load import Dataset, load
+from .load import Dataset, as_one_class, load
 from .recordio_writer import IndexedRecordWriter, pack_image_record
-from .samples import Sample, write_classes
+from .samples import Sample, check_class_names, write_classes
 from .split import split
 from .workers import pool as workers_pool
 
@@ -96,7 +96,7 @@ def _encode_job(job: tuple[Sample, EncodeOptions]) -> Encoded:
 def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | None = None,
          classes: list[str] | Path | None = None, val_fraction: float = 0.2, seed: int = 0,
          resize: int | None = None, quality: int = 95, pass_through: bool = False,
-         workers: int | None = None, progress: bool = True, log=print) -> PackResult:
+         workers: int | None = None, one_class: str | None = None, progress: bool = True, log=print) -> PackResult:
     """Pack a dataset into RecordIO splits in `out_dir`; see the module docstring for the files."""
     if not 0 <= val_fraction < 1:
         raise DataError(f"--val-fraction must be in [0, 1); got {val_fraction}")
@@ -112,6 +112,10 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
         classes = beside  # the dataset's own class order (synth writes one); --classes overrides it
         log(f"class names and order from {beside}")
     dataset = load(Path(input_path), fmt, images, classes, exclude=Path(out_dir))
+    if one_class:
+        check_class_names([one_class], "--one-class")
+        log(f"every object of the {len(dataset.classes)} class(es) packed as class {one_class!r}")
+        dataset = as_one_class(dataset, one_class)
     log(f"{dataset.task}: {len(dataset.samples)} image(s), {len(dataset.classes)} class(es) in {dataset.root}")
     train, val = split(dataset.samples, val_fraction, seed)
     if val_fraction > 0 and not val:

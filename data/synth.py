@@ -46,6 +46,7 @@ class _Job:
     photos: tuple[Path, ...]
     max_cards: int
     seed: int
+    fans: float = 0.0
 
 
 def classification_scene(rng: np.random.Generator, name: str, size: int, photos) -> np.ndarray:
@@ -60,10 +61,38 @@ def classification_scene(rng: np.random.Generator, name: str, size: int, photos)
     return _camera(rng, canvas, quad, occlusion=0.3, reach=0.18)
 
 
-def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_cards: int):
-    """A table-top scene with 1..max_cards cards; returns the image and (class, box) per visible card."""
+FAN_VISIBLE = 0.12  # a card in a fan may be covered by the next down to a strip holding its index
+
+
+def _fan(rng, canvas, classes, size, placed):
+    """A hand of 3..6 overlapping cards spread around one pivot, as cards are held or dealt."""
+    height = size * rng.uniform(0.22, 0.45)
+    pivot = rng.uniform(0.25, 0.75, 2) * size
+    base, spread = rng.uniform(-60, 60), rng.uniform(8, 22) * (1 if rng.random() < 0.5 else -1)
+    shift = height * rng.uniform(0.12, 0.3)
+    for k in range(int(rng.integers(3, 7))):
+        cls = int(rng.integers(len(classes)))
+        angle = np.deg2rad(base + k * spread)
+        centre = pivot + k * shift * np.array([np.cos(angle), np.sin(angle)]) * rng.uniform(0.7, 1.0)
+        quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, tuple(centre), height, base + k * spread,
+                                perspective=0.05)
+        trial = canvas.copy()
+        mask = scenes.paste(trial, cards.render(classes[cls]), quad)
+        area = scenes.quad_area(quad)
+        if mask.sum() < MIN_VISIBLE * area or any(((m * (1 - mask)).sum() < FAN_VISIBLE * a) for _, m, a in placed):
+            continue
+        canvas = trial
+        placed = [(c, m * (1 - mask), a) for c, m, a in placed] + [(cls, mask, area)]
+    return canvas, placed
+
+
+def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_cards: int, fans: float = 0.0):
+    """A table-top scene with 1..max_cards cards (and, with probability `fans`, a fan of overlapping cards
+    first); returns the image and (class, box) per visible card."""
     canvas = scenes.background(rng, size, size, photos)
     placed: list[tuple[int, np.ndarray, float]] = []  # class index, coverage mask, full card area
+    if fans and rng.random() < fans:
+        canvas, placed = _fan(rng, canvas, classes, size, placed)
     for _ in range(int(rng.integers(1, max_cards + 1))):
         cls = int(rng.integers(len(classes)))
         for _attempt in range(8):
@@ -76,7 +105,7 @@ def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_ca
             area = scenes.quad_area(quad)
             if mask.sum() < MIN_VISIBLE * area:
                 continue  # mostly outside the frame
-            if any(((m * (1 - mask)).sum() < MIN_VISIBLE * a) for _, m, a in placed):
+            if any(((m * (1 - mask)).sum() < (FAN_VISIBLE if fans else MIN_VISIBLE) * a) for _, m, a in placed):
                 continue  # would hide an earlier card
             canvas = trial
             placed = [(c, m * (1 - mask), a) for c, m, a in placed] + [(cls, mask, area)]
@@ -90,7 +119,7 @@ def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_ca
     objects = []
     for cls, mask, area in placed:
         ys, xs = np.nonzero(mask > 0.5)
-        if len(xs) >= MIN_VISIBLE * 0.8 * area:
+        if len(xs) >= (FAN_VISIBLE if fans else MIN_VISIBLE) * 0.8 * area:
             objects.append((cls, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
     whole = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
     return _camera(rng, canvas, whole, occlusion=0.0, reach=0.0), objects
@@ -123,7 +152,7 @@ def _render(job: _Job, index: int) -> int:
         img = classification_scene(rng, name, job.size, job.photos)
         _write_jpeg(job.out_dir / name / f"{name}-{index:06d}.jpg", img, quality)
         return 1
-    img, objects = detection_scene(rng, job.classes, job.size, job.photos, job.max_cards)
+    img, objects = detection_scene(rng, job.classes, job.size, job.photos, job.max_cards, job.fans)
     stem = f"scene-{index:06d}"
     _write_jpeg(job.out_dir / "images" / f"{stem}.jpg", img, quality)
     xml = job.out_dir / "annotations" / f"{stem}.xml"
@@ -147,7 +176,7 @@ def _render_index(index: int) -> int:
 
 def synth(out_dir: Path, *, task: str = "classification", count: int = 500, classes: int | list[str] = 6,
           size: int | None = None, backgrounds: Path | None = None, max_cards: int = 4, seed: int = 0,
-          workers: int | None = None, progress: bool = True) -> SynthResult:
+          workers: int | None = None, fans: float = 0.0, progress: bool = True) -> SynthResult:
     """Render `count` images of `classes` (a number or names) into `out_dir`; see the module docstring."""
     if task not in ("classification", "detection"):
         raise UserError(f"--task must be classification or detection; got {task!r}")
@@ -159,6 +188,8 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
         raise UserError(f"class names must be usable as folder names; bad: {bad}")
     if count < 1:
         raise UserError(f"--count must be at least 1; got {count}")
+    if not 0 <= fans <= 1:
+        raise UserError(f"--fans is a probability between 0 and 1; got {fans}")
     if max_cards < 1:
         raise UserError(f"--max-cards must be at least 1; got {max_cards}")
     size = size or (256 if task == "classification" else 512)
@@ -175,7 +206,7 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
         raise UserError(f"--workers must be at least 1; got {workers}")
     out_dir = Path(out_dir)
     with writing(f"the synth output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
-        return _render_all(out_dir, _Job(out_dir, task, tuple(names), size, photos, max_cards, seed), count,
+        return _render_all(out_dir, _Job(out_dir, task, tuple(names), size, photos, max_cards, seed, fans), count,
                            workers or os.cpu_count() or 1, progress)
 
 

@@ -12,7 +12,8 @@ SHOWN_PROBLEMS = 15
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render a synthetic card dataset",
-                       description="Render procedural Magic-like cards on varied backgrounds.")
+                       description="Render procedural cards on varied backgrounds: Magic-like faces, playing cards (class names "
+                                   "such as queen-of-hearts or 9-of-clubs) and card backs (back-1, back-2, ...).")
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--task", choices=("classification", "detection"), default="classification",
                    help="one card per photo in class folders, or scenes of cards with VOC boxes (default classification)")
@@ -22,6 +23,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--size", type=int, default=None,
                    help="image side in pixels (default 256 for classification, 512 for detection)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real photos used as backgrounds")
+    p.add_argument("--fans", type=float, default=0.0, metavar="P",
+                   help="detection: share of scenes that also hold a fan of overlapping cards (default 0)")
     p.add_argument("--max-cards", type=int, default=4, help="most cards per detection scene (default 4)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same images, whatever --workers (default 0)")
     _add_workers(p)
@@ -49,6 +52,8 @@ def _add_pack(sub) -> None:
     p.add_argument("--resize", type=int, default=None, help="shrink so the shorter side is this many pixels")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality when re-encoding (default 95)")
     p.add_argument("--pass-through", action="store_true", help="store the original JPEG bytes unchanged")
+    p.add_argument("--one-class", default=None, metavar="NAME",
+                   help="detection: pack every object as class NAME (a class-agnostic detector, e.g. --one-class card)")
     _add_workers(p)
     p.set_defaults(func=_run_pack)
 
@@ -427,7 +432,8 @@ def _run_synth(args) -> int:
     from .data.synth import synth
     classes = int(args.classes) if args.classes.isdigit() else args.classes.split(",")
     result = synth(args.out, task=args.task, count=args.count, classes=classes, size=args.size,
-                   backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers)
+                   backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers,
+                   fans=args.fans)
     print(f"wrote {result.images} {args.task} image(s) of {len(result.classes)} class(es) to {args.out} "
           f"in {result.seconds:.1f} s ({result.images / max(result.seconds, 1e-9):.0f} img/s)")
     return 0
@@ -440,7 +446,7 @@ def _run_pack(args) -> int:
         args.resize = None
     r = pack(args.input, args.out, fmt=args.format, images=args.images, classes=args.classes,
              val_fraction=args.val_fraction, seed=args.seed, resize=args.resize, quality=args.quality,
-             pass_through=args.pass_through, workers=args.workers)
+             pass_through=args.pass_through, workers=args.workers, one_class=args.one_class)
     unit = "images" if r.task == "classification" else "objects"
     for split, n in r.images.items():
         per_class = ", ".join(f"{k}={v}" for k, v in r.counts[split].items())

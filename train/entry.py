@@ -185,13 +185,31 @@ def _network(hp: Hyperparameters, classes: list[str], job: Job, workdir: Path) -
         else:
             net = transfer.classifier(earlier, hp.network, classes, size, shape_label, log=say)
     else:
-        found = weights.find(models.weights_name(hp.task, hp.network), channel, log=say) \
-            if hp.use_pretrained_model else None
-        net = models.build(hp.task, hp.network, classes, size, weights=found, log=say, shape_label=shape_label)
+        net = _imagenet_or_shipped_start(hp, classes, channel, size, shape_label)
     if hp.task == "detection" and hp.freeze_layer_pattern:
         say(f"freeze_layer_pattern {hp.freeze_layer_pattern!r}: {models.freeze(net, hp.freeze_layer_pattern)} "
             "parameters stay as they are")
     return net
+
+
+def _imagenet_or_shipped_start(hp: Hyperparameters, classes: list[str], channel: Path | None, size: int,
+                               shape_label: str) -> mx.gluon.HybridBlock:
+    """ImageNet weights when use_pretrained_model=1 finds them; else, for a detector, the synthetic-card base
+    shipped with the package (the log says so); else random initialisation (use_pretrained_model=0)."""
+    found = None
+    if hp.use_pretrained_model:
+        name = models.weights_name(hp.task, hp.network)
+        try:
+            found = weights.find(name, channel, log=say)
+        except weights.WeightsError:
+            base = transfer.shipped_base(hp.network) if hp.task == "detection" else None
+            if base is None:
+                raise
+            say(f"no ImageNet weights for {name} here (not in a pretrained channel, the image or the model store, "
+                f"and no download from {weights.repository()}): starting from the synthetic-card base detector "
+                f"shipped with magiccards ({base.name}; set use_pretrained_model=0 to start from random weights)")
+            return transfer.detector(open_model_dir(base), hp.network, classes, size, log=say)
+    return models.build(hp.task, hp.network, classes, size, weights=found, log=say, shape_label=shape_label)
 
 
 def _kvstore(job: Job, hp: Hyperparameters):

@@ -5,6 +5,9 @@ A detector keeps all of the earlier detector (features, extra layers, box regres
 class head as GluonCV's `reset_class` makes it: classes present in both keep their weights (and the
 background's); when the earlier detector knows one class only (a class-agnostic "card" base), every new
 class starts from it. A classifier keeps everything but its output layer.
+
+The same transfer starts a detector from the synthetic-card base shipped with the package (`shipped_base`)
+when use_pretrained_model=1 finds no ImageNet weights.
 """
 from __future__ import annotations
 
@@ -16,6 +19,14 @@ from magiccards.errors import DataError, ModelDirError
 from magiccards.model_dir import TRAINING_STATE, ModelDir, open_model_dir
 
 from . import models
+
+SHIPPED = Path(__file__).resolve().parent / "base_models"  # `make base-detector` writes these
+
+
+def shipped_base(network: str) -> Path | None:
+    """The synthetic-card base detector shipped for `network` (class-agnostic 'card'), or None."""
+    folder = SHIPPED / f"{network}-card"
+    return folder if (folder / "model-card.json").is_file() else None
 
 
 def earlier_model(channel: Path | None, workdir: Path) -> ModelDir | None:

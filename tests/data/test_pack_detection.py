@@ -203,3 +203,22 @@ def test_ground_truth_classification_manifest(card_folders, tmp_path):
              val_fraction=0, workers=1, progress=False)
     left = sum(folders.counts["train"][n] for n in names[2:])
     assert r.skipped == left and r.problems["unknown class"] == left and "image without annotation" not in r.problems
+
+
+def test_real_playing_card_photos_pack_and_one_class_merges_them(tmp_path):
+    """The real photos kept in tests/data/files/playing-cards (LabelImg's VOC layout, six classes)."""
+    import json
+    from pathlib import Path
+
+    from magiccards.data.pack import pack
+
+    photos = Path(__file__).parent / "files" / "playing-cards"
+    result = pack(photos, tmp_path / "rec", resize=320, seed=0, workers=1, progress=False, log=lambda line: None)
+    assert sorted(result.classes) == ["ace", "jack", "king", "nine", "queen", "ten"]
+    assert sum(result.images.values()) == 50
+    one = pack(photos, tmp_path / "one", resize=320, seed=0, workers=1, one_class="card", progress=False,
+               log=lambda line: None)
+    assert one.classes == ["card"] and (tmp_path / "one" / "classes.txt").read_text().split() == ["card"]
+    objects = sum(sum(c.values()) for c in result.counts.values())
+    assert sum(sum(c.values()) for c in one.counts.values()) == objects
+    assert json.loads((tmp_path / "one" / "pack-report.json").read_text())["classes"] == ["card"]

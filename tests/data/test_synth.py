@@ -88,3 +88,39 @@ def test_cli_reports_bad_argument(tmp_path):
     assert r.returncode == 1
     assert "error: --count must be at least 1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_playing_cards_backs_and_magic_faces_render_differently():
+    from magiccards.data import cards
+
+    names = ["queen-of-hearts", "nine-of-hearts", "9-of-clubs", "ace-of-spades", "back-1", "back-2", "ember-drake"]
+    faces = {n: cards.render(n) for n in names}
+    for face in faces.values():
+        assert face.shape == (cards.CARD_H, cards.CARD_W, 4)
+    assert np.array_equal(faces["nine-of-hearts"], cards.render("9-of-hearts"))  # 'nine' is the rank 9
+    assert len({f.tobytes() for f in faces.values()}) == len(names)
+    white = [n for n in names if faces[n][cards.CARD_H // 2, 10, :3].min() > 230]  # the playing cards' white face
+    assert set(white) >= {"queen-of-hearts", "9-of-clubs", "ace-of-spades"} and "ember-drake" not in white
+    assert len(cards.playing_card_names()) == 52 and len(set(cards.base_classes())) == 100
+
+
+def test_fans_overlap_cards_down_to_a_strip(tmp_path):
+    synth(tmp_path / "fans", task="detection", count=12, classes=["ace-of-spades", "back-1"], size=256, fans=1.0,
+          seed=5, workers=1, progress=False)
+    synth(tmp_path / "plain", task="detection", count=12, classes=["ace-of-spades", "back-1"], size=256, seed=5,
+          workers=1, progress=False)
+
+    def overlaps(folder):
+        count = 0
+        for xml in sorted((folder / "annotations").glob("*.xml")):
+            boxes = [[int(o.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax")]
+                     for o in ET.parse(xml).findall("object")]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    w = min(a[2], b[2]) - max(a[0], b[0])
+                    h = min(a[3], b[3]) - max(a[1], b[1])
+                    count += w > 0 and h > 0
+        return count
+    assert overlaps(tmp_path / "fans") > 2 * overlaps(tmp_path / "plain")
+    with pytest.raises(UserError, match="--fans is a probability"):
+        synth(tmp_path / "bad", task="detection", count=1, fans=2.0, progress=False)

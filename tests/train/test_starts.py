@@ -223,3 +223,40 @@ def test_a_different_network_is_a_clear_error(classifier):
     with pytest.raises(DataError, match="classification resnet18_v1b, but this job trains a classification "
                                         "resnet34_v1b"):
         transfer.check_same_network(open_model_dir(classifier), "classification", "resnet34_v1b")
+
+
+# ---------------------------------------------------------------------------------------------- the shipped base
+SIZES = (96, 128, 200, 256, 300, 384, 512)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_shipped_base_loads_at_every_image_size(size):
+    from magiccards.train import transfer
+
+    from magiccards.model_dir import open_model_dir
+
+    base = transfer.shipped_base("ssd_300_mobilenet0.25")
+    assert base is not None, "train/base_models/ssd_300_mobilenet0.25-card is shipped (make base-detector)"
+    earlier = open_model_dir(base)
+    assert earlier.classes == ("card",) and earlier.network == "ssd_300_mobilenet0.25"
+    said = []
+    net = transfer.detector(earlier, earlier.network, ["ace", "king", "queen"], size, log=said.append)
+    ids, scores, boxes = net(mx.nd.zeros((1, 3, size, size)))
+    assert boxes.shape[-1] == 4 and "every class starts from the earlier detector's only class 'card'" in said[0]
+    assert (base / "MODEL_CARD.md").is_file()
+    total = sum(f.stat().st_size for f in base.iterdir())
+    assert total < 25e6  # 21 MB in the package (two 10 MB copies of the weights: exported and training state)
+
+
+def test_without_imagenet_weights_a_detector_starts_from_the_shipped_base(packed_scenes, tmp_path, monkeypatch):
+    from magiccards.container.local_run import run_local
+
+    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "empty-store"))
+    lines = []
+    hp = {"network": "ssd_300_mobilenet0.25", "image_shape": "128", "epochs": "1", "mini_batch_size": "16",
+          "num_workers": "0"}  # use_pretrained_model defaults to 1 for detection
+    run_local(packed_scenes, tmp_path / "job", hp, log=lines.append)
+    log = "\n".join(lines)
+    assert "starting from the synthetic-card base detector shipped with magiccards" in log
+    assert "transfer: all of the earlier detector" in log

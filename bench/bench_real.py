@@ -1,0 +1,158 @@
+"""Benchmark: detectors on real photos of playing cards, by where they start, trained for the same wall-clock budget.
+
+On a fixed split of a folder of real photos with VOC boxes (default ../shared/datasets/playing-cards; a seed
+picks 80 % to train, the rest to score; the hyperparameters below were fixed before any run and are never
+tuned on the scored part), one run reports:
+
+  (a) from scratch (use_pretrained_model=0);
+  (b) from the synthetic-card base detector shipped with the package (train/base_models/);
+  (c) from GluonCV's ImageNet weights of the base network, when they are in the model store (else: absent);
+  (d) the synthetic base alone, no real photo seen: class-agnostic mAP@0.5 on the scored photos.
+
+(a)-(c) train ssd_300_mobilenet0.25 at 300 px for the same number of epochs, chosen so that run (a) takes
+--budget minutes (measured on a one-epoch probe); each prints mAP@0.5 per class and overall, and a PNG of
+the validation mAP per epoch is written. Targets: (b) >= 0.6 and >= 2x (a); (d) >= 0.5.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "playing-cards"
+NETWORK, SIZE = "ssd_300_mobilenet0.25", 300
+HP = {"network": NETWORK, "image_shape": str(SIZE), "mini_batch_size": "16", "optimizer": "adam",
+      "learning_rate": "0.001", "augmentation_type": "ssd", "num_workers": "2", "seed": "3"}
+
+
+def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, list[str], float]:
+    """A `magiccards train` run; returns (metrics.json, log lines, seconds)."""
+    command = [sys.executable, "-m", "magiccards.cli", "train", str(data), "--job-dir", str(job), "--fresh"]
+    if pretrained:
+        command += ["--pretrained", str(pretrained)]
+    for k, v in hp.items():
+        command += [f"--{k}", str(v)]
+    started = time.perf_counter()
+    env = dict(os.environ, MXNET_GLUON_REPO="http://127.0.0.1:9/")  # no download: only what is on this machine
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"training failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    metrics = json.loads((job / "output" / "data" / "metrics.json").read_text())
+    return metrics, done.stdout.splitlines() + done.stderr.splitlines(), seconds
+
+
+def _map(metrics: dict) -> float:
+    return float(metrics.get("validation_map", 0.0))
+
+
+def _curve(lines: list[str]) -> list[float]:
+    return [float(v) for v in re.findall(r"validation mAP <score>=\(([0-9.]+)\)", "\n".join(lines))]
+
+
+def _agnostic_map(base: Path, rec: Path) -> float:
+    """mAP@0.5 of the base detector (one class 'card') on every box of `rec`, whatever its class."""
+    import numpy as np
+    from magiccards.deeplens.parity import map_of
+    from magiccards.deeplens.validation import read_samples
+    from magiccards.serve.predictor import Predictor
+
+    samples = read_samples(rec, "detection", limit=100000)
+    import dataclasses
+    samples = [dataclasses.replace(s, objects=np.concatenate([np.zeros_like(s.objects[:, :1]), s.objects[:, 1:]], 1))
+               for s in samples]
+    predictor = Predictor(base, backend="mxnet")
+    results = [predictor.predict([s.image])[0] for s in samples]
+    return map_of(results, samples, 1) if samples else float(np.nan)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"photos with VOC boxes (default {DEFAULT_DATA})")
+    parser.add_argument("--budget", type=float, default=10.0, help="minutes of training per run (default 10)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "real")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"no data at {args.data}: pass --data FOLDER (photos with a VOC .xml beside each, e.g. "
+                         "../shared/datasets/playing-cards, or tests/data/files/playing-cards for a small run)")
+    from magiccards.data.pack import pack
+    from magiccards.train import transfer, weights
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    rec, agnostic = args.out / "rec", args.out / "rec-card"
+    packed = pack(args.data, rec, val_fraction=0.2, seed=0, resize=SIZE, progress=False, log=lambda line: None)
+    pack(args.data, agnostic, val_fraction=0.2, seed=0, resize=SIZE, one_class="card", progress=False,
+         log=lambda line: None)
+    print(f"{args.data}: {packed.images['train']} photos to train, {packed.images['validation']} to score "
+          f"(split seed 0); classes {', '.join(packed.classes)}")
+    base = transfer.shipped_base(NETWORK)
+    from magiccards.train.models import weights_name
+    imagenet = weights.in_folder(weights_name("detection", NETWORK), weights.gluon_store())
+
+    _, _, probe = _train(rec, args.out / "probe", dict(HP, epochs="1", use_pretrained_model="0"))
+    epochs = max(2, int(args.budget * 60 / max(probe, 1.0)))
+    hp = dict(HP, epochs=str(epochs), lr_scheduler_step=str(max(1, int(epochs * 0.7))))
+    print(f"one epoch (with start-up) takes {probe:.0f} s: each run trains {epochs} epochs (~{args.budget:g} min)")
+
+    runs = {"(a) from scratch": (dict(hp, use_pretrained_model="0"), None)}
+    if base is not None:
+        runs["(b) from the synthetic base"] = (dict(hp, use_pretrained_model="1"), base)
+    if imagenet is not None:
+        runs["(c) from ImageNet weights"] = (dict(hp, use_pretrained_model="1"), None)
+    results = {}
+    for name, (run_hp, pretrained) in runs.items():
+        metrics, lines, seconds = _train(rec, args.out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
+        results[name] = (metrics, _curve(lines), seconds)
+        print(f"{name}: mAP@0.5 {_map(metrics):.3f} in "
+              f"{seconds / 60:.1f} min")
+    if imagenet is None:
+        print("(c) from ImageNet weights: absent (mobilenet0.25 is not in the GluonCV model store here; "
+              "`magiccards weights mobilenet0.25 --out DIR` on a machine with internet)")
+    d = _agnostic_map(base, agnostic / "validation.rec") if base is not None else None
+
+    print()
+    print("| start | " + " | ".join(packed.classes) + " | mAP@0.5 | minutes |")
+    print("| --- | " + " | ".join("---:" for _ in packed.classes) + " | ---: | ---: |")
+    for name, (metrics, _, seconds) in results.items():
+        per = metrics.get("per_class_ap", {})
+        cells = ["-" if per.get(c) is None else f"{per[c]:.2f}" for c in packed.classes]
+        overall = _map(metrics)
+        print(f"| {name} | " + " | ".join(cells) + f" | **{overall:.3f}** | {seconds / 60:.1f} |")
+    if d is not None:
+        print("| (d) synthetic base alone, class-agnostic | " + " | ".join("" for _ in packed.classes)
+              + f" | **{d:.3f}** | 0 |")
+    scratch = _map(results["(a) from scratch"][0])
+    if "(b) from the synthetic base" in results:
+        b = _map(results["(b) from the synthetic base"][0])
+        print(f"\n(b) {b:.3f}: target >= 0.6 {'met' if b >= 0.6 else 'MISSED'}; (b)/(a) = "
+              f"{b / scratch if scratch else float('inf'):.2f}x, target >= 2x {'met' if b >= 2 * scratch else 'MISSED'}")
+    if d is not None:
+        print(f"(d) {d:.3f}: target >= 0.5 {'met' if d >= 0.5 else 'MISSED'}")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (_, curve, _) in results.items():
+        ax.plot(range(1, len(curve) + 1), curve, label=name)
+    if d is not None:
+        ax.axhline(d, linestyle=":", color="grey", label="(d) synthetic base alone (class-agnostic)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation mAP@0.5")
+    ax.set_title(f"{NETWORK} {SIZE} px on {args.data.name}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "curves.png", dpi=100)
+    print(f"curves: {args.out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
