@@ -45,7 +45,11 @@ def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> t
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"training failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
-    metrics = json.loads((job / "output" / "data" / "metrics.json").read_text())
+    data = job / "output" / "data"
+    history = json.loads((data / "metrics.json").read_text())  # one record per epoch
+    per_class = json.loads((data / "per-class-ap.json").read_text()) if (data / "per-class-ap.json").is_file() else {}
+    metrics = {"validation_map": history[-1].get("validation_map", 0.0), "history": history,
+               "per_class_ap": per_class.get("per_class_ap", per_class)}
     return metrics, done.stdout.splitlines() + done.stderr.splitlines(), seconds
 
 
@@ -96,10 +100,13 @@ def main() -> int:
     from magiccards.train.models import weights_name
     imagenet = weights.in_folder(weights_name("detection", NETWORK), weights.gluon_store())
 
-    _, _, probe = _train(rec, args.out / "probe", dict(HP, epochs="1", use_pretrained_model="0"))
-    epochs = max(2, int(args.budget * 60 / max(probe, 1.0)))
+    probe_metrics, _, probe = _train(rec, args.out / "probe", dict(HP, epochs="2", use_pretrained_model="0"))
+    epoch = float(probe_metrics["history"][-1]["seconds"]) if "history" in probe_metrics else probe / 2
+    startup = max(0.0, probe - 2 * epoch)
+    epochs = max(2, int((args.budget * 60 - startup) / max(epoch, 0.5)))
     hp = dict(HP, epochs=str(epochs), lr_scheduler_step=str(max(1, int(epochs * 0.7))))
-    print(f"one epoch (with start-up) takes {probe:.0f} s: each run trains {epochs} epochs (~{args.budget:g} min)")
+    print(f"an epoch takes {epoch:.1f} s (start-up {startup:.0f} s): each run trains {epochs} epochs "
+          f"(~{args.budget:g} min)")
 
     runs = {"(a) from scratch": (dict(hp, use_pretrained_model="0"), None)}
     if base is not None:
