@@ -17,7 +17,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 	--mini_batch_size 32 --optimizer adam --learning_rate 0.002 --lr_scheduler_step 5 --augmentation_type crop
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 
-.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real base-detector clean
+.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real base-detector base-classifier clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -155,6 +155,24 @@ base-detector: install
 	mkdir -p $(BASE_MODEL) && find $(BASE_MODEL) -type f ! -name MODEL_CARD.md -delete
 	cd $(BASE_WORK)/job/model && cp classes.txt model-card.json model-shapes.json hyperparams.json training-state.params \
 		model_algo_1-symbol.json model_algo_1-0000.params $(CURDIR)/$(BASE_MODEL)/
+
+# The synthetic-card base classifier shipped beside it: 100 card designs (the same base_classes()), MobileNet 0.25
+# at 128 px (2 MB), the start of a classifier of your own cards (use_pretrained_model=1 for network mobilenet0.25).
+BASE_CLS_WORK := base-classifier-output
+BASE_CLS_MODEL := train/base_models/mobilenet0.25-card
+base-classifier: install
+	rm -rf $(BASE_CLS_WORK)
+	$(BIN)/magiccards synth $(BASE_CLS_WORK)/cards --task classification --count 12000 --size 144 \
+		--backgrounds tests/data/files/raccoon --seed 12 \
+		--classes "$$($(BIN)/python -c 'from magiccards.data.cards import base_classes; print(",".join(base_classes()))')"
+	$(BIN)/magiccards pack $(BASE_CLS_WORK)/cards $(BASE_CLS_WORK)/rec --val-fraction 0.1 --seed 0
+	$(BIN)/magiccards train $(BASE_CLS_WORK)/rec --job-dir $(BASE_CLS_WORK)/job --network mobilenet0.25 \
+		--image_shape 3,128,128 --use_pretrained_model 0 --epochs 15 --mini_batch_size 64 --optimizer adam \
+		--learning_rate 0.004 --lr_scheduler_step 11 --augmentation_type crop_color --seed 12 2>&1 | $(DEMO_LINES)
+	mkdir -p $(BASE_CLS_MODEL) && find $(BASE_CLS_MODEL) -type f ! -name MODEL_CARD.md -delete
+	cd $(BASE_CLS_WORK)/job/model && cp classes.txt model-card.json model-shapes.json hyperparams.json \
+		training-state.params image-classification-symbol.json image-classification-0000.params \
+		$(CURDIR)/$(BASE_CLS_MODEL)/
 
 clean:
 	rm -rf $(DEMO) $(BENCH) .pytest_cache

@@ -1,4 +1,4 @@
-"""Benchmark: detectors on real photos of playing cards, by where they start, trained for the same wall-clock budget.
+"""Benchmark: detectors and classifiers on real photos of playing cards, by where they start, same wall-clock budget.
 
 On a fixed split of a folder of real photos with VOC boxes (default ../shared/datasets/playing-cards; a seed
 picks 80 % to train, the rest to score; the hyperparameters below were fixed before any run and are never
@@ -12,6 +12,11 @@ tuned on the scored part), one run reports:
 (a)-(c) train ssd_300_mobilenet0.25 at 300 px for the same number of epochs, chosen so that run (a) takes
 --budget minutes (measured on a one-epoch probe); each prints mAP@0.5 per class and overall, and a PNG of
 the validation mAP per epoch is written. Targets: (b) >= 0.6 and >= 2x (a); (d) >= 0.5.
+
+Then a classifier (mobilenet0.25 at 128 px) on the square crops of the same photos' boxes (`pack --crops`, the
+same photo split), for the same budget: (e) from scratch, (f) from the synthetic-card base classifier shipped
+with the package, (g) from ImageNet weights when in the store; top-1 per class and overall.
+`--part detection|classification` runs one half.
 """
 from __future__ import annotations
 
@@ -30,6 +35,9 @@ DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "playing-cards"
 NETWORK, SIZE = "ssd_300_mobilenet0.25", 300
 HP = {"network": NETWORK, "image_shape": str(SIZE), "mini_batch_size": "16", "optimizer": "adam",
       "learning_rate": "0.001", "augmentation_type": "ssd", "num_workers": "2", "seed": "3"}
+CLS_NETWORK, CLS_SIZE = "mobilenet0.25", 128
+CLS_HP = {"network": CLS_NETWORK, "image_shape": f"3,{CLS_SIZE},{CLS_SIZE}", "mini_batch_size": "32",
+          "optimizer": "adam", "learning_rate": "0.001", "augmentation_type": "crop_color", "seed": "3"}
 
 
 def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, list[str], float]:
@@ -47,9 +55,10 @@ def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> t
         raise SystemExit(f"training failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
     data = job / "output" / "data"
     history = json.loads((data / "metrics.json").read_text())  # one record per epoch
-    per_class = json.loads((data / "per-class-ap.json").read_text()) if (data / "per-class-ap.json").is_file() else {}
-    metrics = {"validation_map": history[-1].get("validation_map", 0.0), "history": history,
-               "per_class_ap": per_class.get("per_class_ap", per_class)}
+    per_class = next((json.loads((data / name).read_text()) for name in ("per-class-ap.json", "per-class-accuracy.json")
+                      if (data / name).is_file()), {})
+    score = history[-1].get("validation_map", history[-1].get("validation_accuracy", 0.0))
+    metrics = {"validation_map": score, "history": history, "per_class_ap": per_class.get("per_class_ap", per_class)}
     return metrics, done.stdout.splitlines() + done.stderr.splitlines(), seconds
 
 
@@ -57,8 +66,9 @@ def _map(metrics: dict) -> float:
     return float(metrics.get("validation_map", 0.0))
 
 
-def _curve(lines: list[str]) -> list[float]:
-    return [float(v) for v in re.findall(r"validation mAP <score>=\(([0-9.]+)\)", "\n".join(lines))]
+def _curve(metrics: dict) -> list[float]:
+    """The validation score per epoch (mAP or top-1)."""
+    return [float(r.get("validation_map", r.get("validation_accuracy", 0.0))) for r in metrics["history"]]
 
 
 def _agnostic_map(base: Path, rec: Path) -> float:
@@ -77,61 +87,71 @@ def _agnostic_map(base: Path, rec: Path) -> float:
     return map_of(results, samples, 1) if samples else float(np.nan)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"photos with VOC boxes (default {DEFAULT_DATA})")
-    parser.add_argument("--budget", type=float, default=10.0, help="minutes of training per run (default 10)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "real")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        raise SystemExit(f"no data at {args.data}: pass --data FOLDER (photos with a VOC .xml beside each, e.g. "
-                         "../shared/datasets/playing-cards, or tests/data/files/playing-cards for a small run)")
+def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
+    """Hyperparameters training for about `budget` minutes, from a two-epoch probe from scratch; and what it found."""
+    probe_metrics, _, probe = _train(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
+    epoch = float(probe_metrics["history"][-1]["seconds"])
+    startup = max(0.0, probe - 2 * epoch)
+    epochs = max(2, int((budget * 60 - startup) / max(epoch, 0.5)))
+    said = (f"an epoch takes {epoch:.1f} s (start-up {startup:.0f} s): each run trains {epochs} epochs "
+            f"(~{budget:g} min)")
+    return dict(hp, epochs=str(epochs), lr_scheduler_step=str(max(1, int(epochs * 0.7)))), said
+
+
+def _run_all(rec: Path, out: Path, runs: dict) -> dict:
+    results = {}
+    for name, (run_hp, pretrained) in runs.items():
+        metrics, _, seconds = _train(rec, out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
+        results[name] = (metrics, _curve(metrics), seconds)
+        print(f"{name}: {_map(metrics):.3f} in {seconds / 60:.1f} min")
+    return results
+
+
+def _table(results: dict, classes: list[str], score: str) -> None:
+    print()
+    print("| start | " + " | ".join(classes) + f" | {score} | minutes |")
+    print("| --- | " + " | ".join("---:" for _ in classes) + " | ---: | ---: |")
+    for name, (metrics, _, seconds) in results.items():
+        per = metrics.get("per_class_ap", {})
+        cells = ["-" if per.get(c) is None else f"{per[c]:.2f}" for c in classes]
+        print(f"| {name} | " + " | ".join(cells) + f" | **{_map(metrics):.3f}** | {seconds / 60:.1f} |")
+
+
+def _plot(ax, results: dict, title: str, ylabel: str) -> None:
+    for name, (_, curve, _) in results.items():
+        ax.plot(range(1, len(curve) + 1), curve, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
+def detection(args, out: Path) -> tuple[dict, float | None]:
+    """(a)-(d); returns the runs and (d)."""
     from magiccards.data.pack import pack
     from magiccards.train import transfer, weights
+    from magiccards.train.models import weights_name
 
-    shutil.rmtree(args.out, ignore_errors=True)
-    rec, agnostic = args.out / "rec", args.out / "rec-card"
+    rec, agnostic = out / "rec", out / "rec-card"
     packed = pack(args.data, rec, val_fraction=0.2, seed=0, resize=SIZE, progress=False, log=lambda line: None)
     pack(args.data, agnostic, val_fraction=0.2, seed=0, resize=SIZE, one_class="card", progress=False,
          log=lambda line: None)
-    print(f"{args.data}: {packed.images['train']} photos to train, {packed.images['validation']} to score "
+    print(f"detection, {args.data}: {packed.images['train']} photos to train, {packed.images['validation']} to score "
           f"(split seed 0); classes {', '.join(packed.classes)}")
     base = transfer.shipped_base(NETWORK)
-    from magiccards.train.models import weights_name
     imagenet = weights.in_folder(weights_name("detection", NETWORK), weights.gluon_store())
-
-    probe_metrics, _, probe = _train(rec, args.out / "probe", dict(HP, epochs="2", use_pretrained_model="0"))
-    epoch = float(probe_metrics["history"][-1]["seconds"]) if "history" in probe_metrics else probe / 2
-    startup = max(0.0, probe - 2 * epoch)
-    epochs = max(2, int((args.budget * 60 - startup) / max(epoch, 0.5)))
-    hp = dict(HP, epochs=str(epochs), lr_scheduler_step=str(max(1, int(epochs * 0.7))))
-    print(f"an epoch takes {epoch:.1f} s (start-up {startup:.0f} s): each run trains {epochs} epochs "
-          f"(~{args.budget:g} min)")
-
+    hp, said = _epochs(rec, out / "probe", HP, args.budget)
+    print(said)
     runs = {"(a) from scratch": (dict(hp, use_pretrained_model="0"), None)}
     if base is not None:
         runs["(b) from the synthetic base"] = (dict(hp, use_pretrained_model="1"), base)
     if imagenet is not None:
         runs["(c) from ImageNet weights"] = (dict(hp, use_pretrained_model="1"), None)
-    results = {}
-    for name, (run_hp, pretrained) in runs.items():
-        metrics, lines, seconds = _train(rec, args.out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
-        results[name] = (metrics, _curve(lines), seconds)
-        print(f"{name}: mAP@0.5 {_map(metrics):.3f} in "
-              f"{seconds / 60:.1f} min")
+    results = _run_all(rec, out, runs)
     if imagenet is None:
         print("(c) from ImageNet weights: absent (mobilenet0.25 is not in the GluonCV model store here; "
               "`magiccards weights mobilenet0.25 --out DIR` on a machine with internet)")
     d = _agnostic_map(base, agnostic / "validation.rec") if base is not None else None
-
-    print()
-    print("| start | " + " | ".join(packed.classes) + " | mAP@0.5 | minutes |")
-    print("| --- | " + " | ".join("---:" for _ in packed.classes) + " | ---: | ---: |")
-    for name, (metrics, _, seconds) in results.items():
-        per = metrics.get("per_class_ap", {})
-        cells = ["-" if per.get(c) is None else f"{per[c]:.2f}" for c in packed.classes]
-        overall = _map(metrics)
-        print(f"| {name} | " + " | ".join(cells) + f" | **{overall:.3f}** | {seconds / 60:.1f} |")
+    _table(results, packed.classes, "mAP@0.5")
     if d is not None:
         print("| (d) synthetic base alone, class-agnostic | " + " | ".join("" for _ in packed.classes)
               + f" | **{d:.3f}** | 0 |")
@@ -142,22 +162,69 @@ def main() -> int:
               f"{b / scratch if scratch else float('inf'):.2f}x, target >= 2x {'met' if b >= 2 * scratch else 'MISSED'}")
     if d is not None:
         print(f"(d) {d:.3f}: target >= 0.5 {'met' if d >= 0.5 else 'MISSED'}")
+    return results, d
 
+
+def classification(args, out: Path) -> dict:
+    """(e)-(g): a classifier on the crops of the boxes."""
+    from magiccards.data.pack import pack
+    from magiccards.train import transfer, weights
+
+    rec = out / "crops-rec"
+    packed = pack(args.data, rec, val_fraction=0.2, seed=0, resize=CLS_SIZE, crops=True, progress=False,
+                  log=lambda line: None)
+    print(f"\nclassification of the boxes' crops: {packed.images['train']} crops to train, "
+          f"{packed.images['validation']} to score (the same photo split)")
+    hp, said = _epochs(rec, out / "cls-probe", CLS_HP, args.budget)
+    print(said)
+    runs = {"(e) from scratch": (dict(hp, use_pretrained_model="0"), None)}
+    base = transfer.shipped_base(CLS_NETWORK)
+    if base is not None:
+        runs["(f) from the synthetic base classifier"] = (dict(hp, use_pretrained_model="1"), base)
+    if weights.in_folder(CLS_NETWORK, weights.gluon_store()) is not None:
+        runs["(g) from ImageNet weights"] = (dict(hp, use_pretrained_model="1"), None)
+    else:
+        print("(g) from ImageNet weights: absent (mobilenet0.25 is not in the GluonCV model store here)")
+    results = _run_all(rec, out / "classifier", runs)
+    _table(results, packed.classes, "top-1")
+    scratch = _map(results["(e) from scratch"][0])
+    if "(f) from the synthetic base classifier" in results:
+        f = _map(results["(f) from the synthetic base classifier"][0])
+        print(f"\n(f) top-1 {f:.3f} vs (e) {scratch:.3f} from scratch: {f - scratch:+.3f}")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"photos with VOC boxes (default {DEFAULT_DATA})")
+    parser.add_argument("--budget", type=float, default=10.0, help="minutes of training per run (default 10)")
+    parser.add_argument("--part", choices=("all", "detection", "classification"), default="all")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "real")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"no data at {args.data}: pass --data FOLDER (photos with a VOC .xml beside each, e.g. "
+                         "../shared/datasets/playing-cards, or tests/data/files/playing-cards for a small run)")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, (_, curve, _) in results.items():
-        ax.plot(range(1, len(curve) + 1), curve, label=name)
-    if d is not None:
-        ax.axhline(d, linestyle=":", color="grey", label="(d) synthetic base alone (class-agnostic)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation mAP@0.5")
-    ax.set_title(f"{NETWORK} {SIZE} px on {args.data.name}")
-    ax.legend()
+
+    out = args.out / args.part if args.part != "all" else args.out
+    shutil.rmtree(out, ignore_errors=True)
+    parts = [p for p in ("detection", "classification") if args.part in ("all", p)]
+    fig, axes = plt.subplots(1, len(parts), figsize=(7 * len(parts), 4), squeeze=False)
+    for ax, part in zip(axes[0], parts):
+        if part == "detection":
+            results, d = detection(args, out)
+            _plot(ax, results, f"detector: {NETWORK} {SIZE} px on {args.data.name}", "validation mAP@0.5")
+            if d is not None:
+                ax.axhline(d, linestyle=":", color="grey", label="(d) synthetic base alone (class-agnostic)")
+        else:
+            results = classification(args, out)
+            _plot(ax, results, f"classifier: {CLS_NETWORK} {CLS_SIZE} px on the crops", "validation top-1")
+        ax.legend()
     fig.tight_layout()
-    fig.savefig(args.out / "curves.png", dpi=100)
-    print(f"curves: {args.out / 'curves.png'}")
+    fig.savefig(out / "curves.png", dpi=100)
+    print(f"curves: {out / 'curves.png'}")
     return 0
 
 

@@ -53,6 +53,8 @@ def encode(sample: Sample, options: EncodeOptions) -> Encoded:
         problems.add("unreadable file", sample.rel, f"{e.strerror or e}; skipped", images=1)
         return Encoded(None, "", problems=problems.items)
     digest = hashlib.sha1(raw).hexdigest()
+    if sample.crop is not None:  # crops of one photo are different images
+        digest = hashlib.sha1(f"{digest} {sample.crop}".encode()).hexdigest()
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # some libraries (e.g. gluoncv) set it True on import
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
@@ -83,6 +85,8 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
     width, height = img.size
     if apply_orientation and orientation in TRANSPOSING_ORIENTATIONS:
         width, height = height, width
+    if sample.crop is not None:
+        return _encode_crop(img, digest, sample, options, orientation if apply_orientation else 1, problems)
     target = _target_size(width, height, options.resize)
     pass_through = options.pass_through and fmt == "JPEG" and mode in ("RGB", "L") and orientation == 1
     if options.pass_through and not pass_through:
@@ -108,6 +112,38 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
     return Encoded(data, digest, stored, (width, height), boxes, problems.items)
 
 
+CROP_MARGIN = 0.1  # a crop is the square around its box, this share of the box's longer side wider on each side
+
+
+def _encode_crop(img: Image.Image, digest: str, sample: Sample, options: EncodeOptions, orientation: int,
+                 problems: Problems) -> Encoded:
+    """The square around `sample.crop` (the photo padded by its edge pixels where the square leaves it)."""
+    mode = img.mode
+    img.load()
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)
+    rgb = np.asarray(_to_rgb(img, mode, sample.rel, problems))
+    height, width = rgb.shape[:2]
+    frame_w, frame_h = sample.size or (width, height)
+    box = sample.crop
+    x0, x1 = box.xmin * width / frame_w, box.xmax * width / frame_w
+    y0, y1 = box.ymin * height / frame_h, box.ymax * height / frame_h
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * CROP_MARGIN)
+    if min(x1 - x0, y1 - y0) < 2:
+        problems.add("zero-area box", sample.rel, f"box {[round(v, 1) for v in (x0, y0, x1, y1)]} is less than two "
+                     "pixels across; not cropped", images=1)
+        return Encoded(None, digest, problems=problems.items)
+    left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
+    side = round(side)
+    pad = [max(0, -top), max(0, top + side - height), max(0, -left), max(0, left + side - width)]
+    if any(pad):
+        rgb = cv2.copyMakeBorder(np.ascontiguousarray(rgb), *pad, cv2.BORDER_REPLICATE)
+        top, left = top + pad[0], left + pad[2]
+    square = np.ascontiguousarray(rgb[top:top + side, left:left + side])
+    data, stored = _resize_encode(square, _target_size(side, side, options.resize), options.quality)
+    return Encoded(data, digest, stored, (side, side), None, problems.items)
+
+
 def _resize_encode(rgb: np.ndarray, target: tuple[int, int], quality: int) -> tuple[bytes, tuple[int, int]]:
     """Resize with OpenCV (bilinear when the JPEG draft left at most 2x to go, else area) and encode."""
     h, w = rgb.shape[:2]
@@ -124,7 +160,7 @@ def _should_orient(orientation: int, raw_size: tuple[int, int], sample: Sample) 
     """Apply EXIF orientation like OpenCV does, unless boxes were drawn on the unrotated pixels."""
     if orientation == 1:
         return False
-    if not sample.is_detection:
+    if not sample.is_detection and sample.crop is None:
         return True
     return sample.size is not None and orientation in TRANSPOSING_ORIENTATIONS and sample.size == raw_size[::-1] != raw_size
 

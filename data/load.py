@@ -97,6 +97,13 @@ def _listable(samples: list[Sample], problems: Problems) -> list[Sample]:
     return kept
 
 
+def as_crops(samples: list[Sample]) -> list[Sample]:
+    """One classification sample per box of the detection `samples`: the square around the box (`Sample.crop`),
+    labelled with its class. Split the photos first, so that no photo gives crops to both splits."""
+    return [dataclasses.replace(s, rel=f"{s.rel}#{k}", label=b.cls, boxes=None, crop=b)
+            for s in samples for k, b in enumerate(s.boxes or [])]
+
+
 def as_one_class(dataset: Dataset, name: str) -> Dataset:
     """The detection `dataset` with every object of class `name` (a class-agnostic detector's data, e.g. "card")."""
     if dataset.task != "detection":

@@ -23,7 +23,7 @@ from magiccards.files import temporary_name, write_text_atomic, writing
 
 from .encode import Encoded, EncodeOptions, encode
 from .labels import detection_label, lst_line
-from .load import Dataset, as_one_class, load
+from .load import Dataset, as_crops, as_one_class, load
 from .recordio_writer import IndexedRecordWriter, pack_image_record
 from .samples import Sample, check_class_names, write_classes
 from .split import split
@@ -96,7 +96,8 @@ def _encode_job(job: tuple[Sample, EncodeOptions]) -> Encoded:
 def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | None = None,
          classes: list[str] | Path | None = None, val_fraction: float = 0.2, seed: int = 0,
          resize: int | None = None, quality: int = 95, pass_through: bool = False,
-         workers: int | None = None, one_class: str | None = None, progress: bool = True, log=print) -> PackResult:
+         workers: int | None = None, one_class: str | None = None, crops: bool = False, progress: bool = True,
+         log=print) -> PackResult:
     """Pack a dataset into RecordIO splits in `out_dir`; see the module docstring for the files."""
     if not 0 <= val_fraction < 1:
         raise DataError(f"--val-fraction must be in [0, 1); got {val_fraction}")
@@ -121,6 +122,14 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
     if val_fraction > 0 and not val:
         raise DataError(f"{len(dataset.samples)} image(s) are too few to hold out {val_fraction:.0%} for validation; "
                         "add images or pass --val-fraction 0")
+    if crops:
+        if dataset.task != "detection":
+            raise DataError("--crops cuts the boxes of a detection dataset into classification images; "
+                            f"{dataset.root} holds class folders, which pack as they are")
+        train, val = as_crops(train), as_crops(val)
+        dataset = dataclasses.replace(dataset, task="classification")
+        log(f"classification of the boxes: {len(train)} crop(s) to train, {len(val)} to validate (the photos split "
+            "first, so no photo gives crops to both)")
     out_dir = Path(out_dir)
     with writing(f"the pack output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
         return _write_pack(dataset, train, val, out_dir, EncodeOptions(resize, quality, pass_through), workers,

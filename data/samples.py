@@ -33,6 +33,8 @@ class Sample:
     """One image. `label` is the class index for classification; `boxes` is set for detection.
 
     `size` is (width, height) as the annotation states it, when it does: boxes are in that frame.
+    `crop` (a classification sample cut from a detection photo, see `load.as_crops`) is the box whose
+    square surroundings are the image.
     """
 
     path: Path
@@ -40,6 +42,7 @@ class Sample:
     label: int | None = None
     boxes: list[Box] | None = None
     size: tuple[int, int] | None = None
+    crop: Box | None = None
 
     @property
     def is_detection(self) -> bool:

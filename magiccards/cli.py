@@ -54,6 +54,9 @@ def _add_pack(sub) -> None:
     p.add_argument("--pass-through", action="store_true", help="store the original JPEG bytes unchanged")
     p.add_argument("--one-class", default=None, metavar="NAME",
                    help="detection: pack every object as class NAME (a class-agnostic detector, e.g. --one-class card)")
+    p.add_argument("--crops", action="store_true",
+                   help="detection: pack the square around each box as a classification image of its class (the "
+                        "photos are split first: no photo gives crops to both splits)")
     _add_workers(p)
     p.set_defaults(func=_run_pack)
 
@@ -446,7 +449,8 @@ def _run_pack(args) -> int:
         args.resize = None
     r = pack(args.input, args.out, fmt=args.format, images=args.images, classes=args.classes,
              val_fraction=args.val_fraction, seed=args.seed, resize=args.resize, quality=args.quality,
-             pass_through=args.pass_through, workers=args.workers, one_class=args.one_class)
+             pass_through=args.pass_through, workers=args.workers, one_class=args.one_class,
+             crops=args.crops)
     unit = "images" if r.task == "classification" else "objects"
     for split, n in r.images.items():
         per_class = ", ".join(f"{k}={v}" for k, v in r.counts[split].items())

@@ -24,7 +24,7 @@ def train_transform(hp: Hyperparameters) -> transforms.Compose:
         steps += [transforms.RandomResizedCrop((w, h), scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)),
                   transforms.RandomFlipLeftRight()]
         if hp.augmentation_type in ("crop_color", "crop_color_transform"):
-            steps.append(transforms.RandomColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05))
+            steps += colour_jitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05)
         if hp.augmentation_type == "crop_color_transform":
             steps.append(transforms.RandomLighting(0.1))
     else:
@@ -33,6 +33,13 @@ def train_transform(hp: Hyperparameters) -> transforms.Compose:
     if hp.augmentation_type == "crop_color_transform":
         steps.append(transforms.RandomRotation((-15, 15), zoom_in=True))  # MXNet rotates float CHW tensors only
     return transforms.Compose(steps + [transforms.Normalize(MEAN, STD)])
+
+
+def colour_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> list:
+    """What transforms.RandomColorJitter does, as its four separate ops: MXNet's fused random_color_jitter op
+    crashes the process (a segmentation fault) when two loader threads run it at once; the separate ops do not."""
+    return [transforms.RandomBrightness(brightness), transforms.RandomContrast(contrast),
+            transforms.RandomSaturation(saturation), transforms.RandomHue(hue)]
 
 
 def eval_transform(hp: Hyperparameters) -> transforms.Compose:

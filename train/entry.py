@@ -194,21 +194,25 @@ def _network(hp: Hyperparameters, classes: list[str], job: Job, workdir: Path) -
 
 def _imagenet_or_shipped_start(hp: Hyperparameters, classes: list[str], channel: Path | None, size: int,
                                shape_label: str) -> mx.gluon.HybridBlock:
-    """ImageNet weights when use_pretrained_model=1 finds them; else, for a detector, the synthetic-card base
-    shipped with the package (the log says so); else random initialisation (use_pretrained_model=0)."""
+    """ImageNet weights when use_pretrained_model=1 finds them; else the synthetic-card base shipped with the
+    package for this network (the log says so); else random initialisation (use_pretrained_model=0)."""
     found = None
     if hp.use_pretrained_model:
         name = models.weights_name(hp.task, hp.network)
         try:
             found = weights.find(name, channel, log=say)
-        except weights.WeightsError:
-            base = transfer.shipped_base(hp.network) if hp.task == "detection" else None
+        except weights.WeightsError as e:
+            base = transfer.shipped_base(hp.network)
             if base is None:
-                raise
+                raise weights.WeightsError(f"{e} (a synthetic-card base model ships with magiccards for network "
+                                           f"{' and '.join(transfer.shipped_networks())})") from None
+            kind = "detector" if hp.task == "detection" else "classifier"
             say(f"no ImageNet weights for {name} here (not in a pretrained channel, the image or the model store, "
-                f"and no download from {weights.repository()}): starting from the synthetic-card base detector "
+                f"and no download from {weights.repository()}): starting from the synthetic-card base {kind} "
                 f"shipped with magiccards ({base.name}; set use_pretrained_model=0 to start from random weights)")
-            return transfer.detector(open_model_dir(base), hp.network, classes, size, log=say)
+            if hp.task == "detection":
+                return transfer.detector(open_model_dir(base), hp.network, classes, size, log=say)
+            return transfer.classifier(open_model_dir(base), hp.network, classes, size, shape_label, log=say)
     return models.build(hp.task, hp.network, classes, size, weights=found, log=say, shape_label=shape_label)
 
 

@@ -6,8 +6,9 @@ class head as GluonCV's `reset_class` makes it: classes present in both keep the
 background's); when the earlier detector knows one class only (a class-agnostic "card" base), every new
 class starts from it. A classifier keeps everything but its output layer.
 
-The same transfer starts a detector from the synthetic-card base shipped with the package (`shipped_base`)
-when use_pretrained_model=1 finds no ImageNet weights.
+The same transfer starts a detector, or a classifier, from the synthetic-card base shipped with the package
+(`shipped_base`: `make base-detector`, `make base-classifier`) when use_pretrained_model=1 finds no ImageNet
+weights.
 """
 from __future__ import annotations
 
@@ -20,13 +21,19 @@ from magiccards.model_dir import TRAINING_STATE, ModelDir, open_model_dir
 
 from . import models
 
-SHIPPED = Path(__file__).resolve().parent / "base_models"  # `make base-detector` writes these
+SHIPPED = Path(__file__).resolve().parent / "base_models"  # `make base-detector` and `make base-classifier`
 
 
 def shipped_base(network: str) -> Path | None:
-    """The synthetic-card base detector shipped for `network` (class-agnostic 'card'), or None."""
+    """The synthetic-card base model shipped for `network`, or None: a detector knows one class 'card'; a
+    classifier the 100 designs of `magiccards.data.cards.base_classes()`."""
     folder = SHIPPED / f"{network}-card"
     return folder if (folder / "model-card.json").is_file() else None
+
+
+def shipped_networks() -> list[str]:
+    """The networks a synthetic-card base is shipped for."""
+    return sorted(p.name[:-len("-card")] for p in SHIPPED.glob("*-card") if (p / "model-card.json").is_file())
 
 
 def earlier_model(channel: Path | None, workdir: Path) -> ModelDir | None:

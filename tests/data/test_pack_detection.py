@@ -1,4 +1,5 @@
 import csv
+import io
 import json
 import xml.etree.ElementTree as ET
 
@@ -222,3 +223,56 @@ def test_real_playing_card_photos_pack_and_one_class_merges_them(tmp_path):
     objects = sum(sum(c.values()) for c in result.counts.values())
     assert sum(sum(c.values()) for c in one.counts.values()) == objects
     assert json.loads((tmp_path / "one" / "pack-report.json").read_text())["classes"] == ["card"]
+
+
+def test_crops_of_real_photos_pack_as_a_classification_split_by_photo(tmp_path):
+    """pack --crops: every box becomes the square around it, labelled with its class; the photos are split first,
+    with the same seed as a detection pack, so no photo gives crops to both splits."""
+    from pathlib import Path
+
+    from magiccards.data.pack import pack
+
+    from magiccards.errors import DataError
+
+    photos = Path(__file__).parent / "files" / "playing-cards"
+    boxes = {xml.stem: voc_boxes(xml)[1] for xml in photos.glob("*.xml")}
+    whole = pack(photos, tmp_path / "whole", resize=128, seed=0, workers=1, progress=False, log=lambda line: None)
+    crops = pack(photos, tmp_path / "crops", resize=96, seed=0, workers=2, crops=True, progress=False,
+                 log=lambda line: None)
+    assert crops.task == "classification" and crops.classes == whole.classes
+    assert sum(crops.images.values()) == sum(len(b) for b in boxes.values())  # every box, none lost as a duplicate
+    photo_of = {split: {row[-1].split("#")[0] for row in lst_rows(tmp_path / "crops" / f"{split}.lst")}
+                for split in ("train", "validation")}
+    assert not photo_of["train"] & photo_of["validation"]
+    assert photo_of["validation"] == {row[-1] for row in lst_rows(tmp_path / "whole" / "validation.lst")}
+    for row in lst_rows(tmp_path / "crops" / "validation.lst"):  # each label is its box's class
+        stem, k = Path(row[-1].split("#")[0]).stem, int(row[-1].split("#")[1])
+        assert crops.classes[int(float(row[1]))] == boxes[stem][k][0]
+    for _, data in read_all(tmp_path / "crops" / "validation.rec")[:10]:
+        assert Image.open(io.BytesIO(data)).size == (96, 96)
+
+    from magiccards.data.synth import synth
+    synth(tmp_path / "folders", task="classification", count=8, classes=2, size=48, workers=1, progress=False)
+    with pytest.raises(DataError, match="--crops cuts the boxes of a detection dataset"):
+        pack(tmp_path / "folders", tmp_path / "x", crops=True, progress=False, log=lambda line: None)
+
+
+def test_a_crop_is_the_square_around_its_box_padded_at_the_edge(tmp_path):
+    """A box at the photo's corner: the square around it (10 % wider each side) is filled with the edge's pixels."""
+    from magiccards.data.pack import pack
+
+    (tmp_path / "photos").mkdir()
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    rgb[0:40, 0:20] = (250, 0, 0)  # the card: 20 x 40 at the top-left corner
+    Image.fromarray(rgb).save(tmp_path / "photos" / "one.png")
+    (tmp_path / "photos" / "one.xml").write_text(
+        "<annotation><filename>one.png</filename><size><width>200</width><height>100</height><depth>3</depth></size>"
+        "<object><name>card</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>20</xmax><ymax>40</ymax></bndbox></object>"
+        "</annotation>")
+    pack(tmp_path / "photos", tmp_path / "rec", val_fraction=0, crops=True, quality=100, workers=1, progress=False,
+         log=lambda line: None)
+    (_, data), = read_all(tmp_path / "rec" / "train.rec")
+    crop = np.asarray(Image.open(io.BytesIO(data)))
+    assert crop.shape == (48, 48, 3)  # 40 px * 1.2, centred on the box
+    assert crop[:, :12, 0].mean() > 200 and crop[:2, 14:26, 0].mean() > 200  # the edge repeated left and above
+    assert crop[24:, 30:, 0].mean() < 60  # the photo beside the card
