@@ -173,14 +173,12 @@ def _role_arn(session, role: str) -> str:
     if role.startswith("arn:"):
         return role
     iam = session.client("iam")
-    try:
-        return iam.get_role(RoleName=role)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        raise AwsConfigError(f"IAM role {role!r} does not exist: create a SageMaker execution role (README: "
-                             "'IAM permissions') or pass its ARN with --role") from None
-    except Exception as e:
-        with calling(f"looking up IAM role {role}"):
-            raise e
+    with calling(f"looking up IAM role {role}"):
+        try:
+            return iam.get_role(RoleName=role)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            raise AwsConfigError(f"IAM role {role!r} does not exist: create a SageMaker execution role (README: "
+                                 "'IAM permissions') or pass its ARN with --role") from None
 
 
 def _check_image(session, image: str, region: str) -> None:
@@ -194,13 +192,11 @@ def _check_image(session, image: str, region: str) -> None:
                         "from the job's region (publish there, or pass --region)")
     ecr = session.client("ecr")
     ident = {"imageDigest": ref} if ref.startswith("sha256:") else {"imageTag": ref}
-    try:
-        ecr.describe_images(repositoryName=repository, registryId=account, imageIds=[ident])
-    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException):
-        raise UserError(f"image {image} is not in ECR: run `magiccards publish` first") from None
-    except Exception as e:
-        with calling(f"looking up image {image} in ECR"):
-            raise e
+    with calling(f"looking up image {image} in ECR"):
+        try:
+            ecr.describe_images(repositoryName=repository, registryId=account, imageIds=[ident])
+        except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException):
+            raise UserError(f"image {image} is not in ECR: run `magiccards publish` first") from None
 
 
 def _check_channel(s3, channel: Channel, mode: str, region: str) -> list[str]:
