@@ -141,6 +141,8 @@ def test_bad_hyperparameters(packed_cards, tmp_path, hp, message):
 def test_pretrained_weights_missing(packed_cards, tmp_path):
     _fails(packed_cards, tmp_path, dict(FAST, use_pretrained_model="1"),
            "use_pretrained_model=1 needs ImageNet weights for resnet18_v1b")
+    _fails(packed_cards, tmp_path / "again", dict(FAST, use_pretrained_model="1"),
+           "a synthetic-card base model ships with magiccards for network mobilenet0.25 and ssd_300_mobilenet0.25")
 
 
 def test_cli_shows_the_failure_reason(packed_cards, tmp_path):

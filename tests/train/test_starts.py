@@ -260,3 +260,38 @@ def test_without_imagenet_weights_a_detector_starts_from_the_shipped_base(packed
     log = "\n".join(lines)
     assert "starting from the synthetic-card base detector shipped with magiccards" in log
     assert "transfer: all of the earlier detector" in log
+
+
+def test_without_imagenet_weights_a_mobilenet_classifier_starts_from_the_shipped_base(packed_cards, tmp_path,
+                                                                                     monkeypatch):
+    """The base classifier (100 card designs) seeds a classifier of other classes: all but the output layer equal
+    the shipped weights before the first step, and the job learns from there."""
+    from magiccards.container.local_run import run_local
+    from magiccards.train import transfer
+
+    from magiccards.model_dir import open_model_dir
+
+    base = transfer.shipped_base("mobilenet0.25")
+    assert base is not None, "train/base_models/mobilenet0.25-card is shipped (make base-classifier)"
+    earlier = open_model_dir(base)
+    assert earlier.task == "classification" and len(earlier.classes) == 100 and (base / "MODEL_CARD.md").is_file()
+    assert sum(f.stat().st_size for f in base.iterdir()) < 5e6
+    said = []
+    net = transfer.classifier(earlier, "mobilenet0.25", ["a", "b", "c", "d"], 64, "3,64,64", log=said.append)
+    shipped = mx.nd.load(str(earlier.training_state_file))
+    own = net._collect_params_with_prefix()
+    output = transfer.output_parameters("mobilenet0.25", 4, 64)
+    assert output and all(np.array_equal(own[k].data().asnumpy(), shipped[k].asnumpy()) for k in own if k not in output)
+
+    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "empty-store"))
+    lines = []
+    hp = {"network": "mobilenet0.25", "image_shape": "3,64,64", "epochs": "3", "mini_batch_size": "16",
+          "optimizer": "adam", "learning_rate": "0.002", "use_pretrained_model": "1", "num_workers": "0"}
+    model_dir = run_local(packed_cards, tmp_path / "job", hp, log=lines.append)
+    log = "\n".join(lines)
+    assert "starting from the synthetic-card base classifier shipped with magiccards" in log
+    assert "parameters of the earlier classifier" in log
+    import json
+    history = json.loads((model_dir.parent / "output" / "data" / "metrics.json").read_text())
+    assert history[-1]["validation_accuracy"] > 0.5  # 4 easy classes: chance is 0.25
