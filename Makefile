@@ -126,7 +126,7 @@ bench-serve: install  ## the predictor in-process vs over HTTP, on the demo's mo
 	test -f $(DEMO)/scenes-job/model/model-card.json || $(MAKE) --no-print-directory demo
 	$(BIN)/python bench/bench_serve.py
 
-bench-real: install  ## detectors on real playing-card photos: from scratch, the synthetic base, ImageNet (--data, --budget)
+bench-real: install  ## detectors and classifiers on real playing-card photos: from scratch, the synthetic bases, ImageNet (BENCH_REAL_ARGS="--data D --budget M --part P")
 	$(BIN)/python bench/bench_real.py $(BENCH_REAL_ARGS)
 
 bench-upload: install  ## magiccards upload's resumable multipart upload vs boto3's transfer manager (on moto_server)
