@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from .helpers import QUICK_HP
+
+# A test run started in the background (bash ignores SIGINT for background jobs without job control) inherits
+# SIGINT ignored, and an ignored signal stays ignored across exec: the Ctrl-C tests' commands would never see it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = Path(__file__).resolve().parent / "data" / "files"
