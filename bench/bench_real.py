@@ -40,8 +40,8 @@ CLS_HP = {"network": CLS_NETWORK, "image_shape": f"3,{CLS_SIZE},{CLS_SIZE}", "mi
           "optimizer": "adam", "learning_rate": "0.001", "augmentation_type": "crop_color", "seed": "3"}
 
 
-def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, list[str], float]:
-    """A `magiccards train` run; returns (metrics.json, log lines, seconds)."""
+def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, float]:
+    """A `magiccards train` run; returns (its metrics, seconds)."""
     command = [sys.executable, "-m", "magiccards.cli", "train", str(data), "--job-dir", str(job), "--fresh"]
     if pretrained:
         command += ["--pretrained", str(pretrained)]
@@ -57,9 +57,14 @@ def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> t
     history = json.loads((data / "metrics.json").read_text())  # one record per epoch
     per_class = next((json.loads((data / name).read_text()) for name in ("per-class-ap.json", "per-class-accuracy.json")
                       if (data / name).is_file()), {})
-    score = history[-1].get("validation_map", history[-1].get("validation_accuracy", 0.0))
-    metrics = {"validation_map": score, "history": history, "per_class_ap": per_class.get("per_class_ap", per_class)}
-    return metrics, done.stdout.splitlines() + done.stderr.splitlines(), seconds
+    metrics = {"validation_map": _score(history[-1]), "history": history,
+               "per_class_ap": per_class.get("per_class_ap", per_class)}
+    return metrics, seconds
+
+
+def _score(epoch: dict) -> float:
+    """An epoch record's validation score: mAP (detection) or top-1 (classification)."""
+    return float(epoch.get("validation_map", epoch.get("validation_accuracy", 0.0)))
 
 
 def _map(metrics: dict) -> float:
@@ -68,7 +73,7 @@ def _map(metrics: dict) -> float:
 
 def _curve(metrics: dict) -> list[float]:
     """The validation score per epoch (mAP or top-1)."""
-    return [float(r.get("validation_map", r.get("validation_accuracy", 0.0))) for r in metrics["history"]]
+    return [_score(r) for r in metrics["history"]]
 
 
 def _agnostic_map(base: Path, rec: Path) -> float:
@@ -89,7 +94,7 @@ def _agnostic_map(base: Path, rec: Path) -> float:
 
 def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
     """Hyperparameters training for about `budget` minutes, from a two-epoch probe from scratch; and what it found."""
-    probe_metrics, _, probe = _train(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
+    probe_metrics, probe = _train(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
     epoch = float(probe_metrics["history"][-1]["seconds"])
     startup = max(0.0, probe - 2 * epoch)
     epochs = max(2, int((budget * 60 - startup) / max(epoch, 0.5)))
@@ -101,7 +106,7 @@ def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
 def _run_all(rec: Path, out: Path, runs: dict) -> dict:
     results = {}
     for name, (run_hp, pretrained) in runs.items():
-        metrics, _, seconds = _train(rec, out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
+        metrics, seconds = _train(rec, out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
         results[name] = (metrics, _curve(metrics), seconds)
         print(f"{name}: {_map(metrics):.3f} in {seconds / 60:.1f} min")
     return results

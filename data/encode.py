@@ -100,11 +100,8 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
         if fmt == "JPEG" and mode in ("RGB", "L", "YCbCr"):
             raw_target = target if not (apply_orientation and orientation in TRANSPOSING_ORIENTATIONS) else target[::-1]
             img.draft("RGB", raw_target)
-        img.load()
-        if apply_orientation and orientation != 1:
-            img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img, mode, sample.rel, problems)
-        data, stored = _resize_encode(np.asarray(img), target, options.quality)
+        rgb = _oriented_rgb(img, mode, orientation if apply_orientation else 1, sample.rel, problems)
+        data, stored = _resize_encode(rgb, target, options.quality)
     boxes = _normalised_boxes(sample, (width, height), problems) if sample.is_detection else None
     if boxes is not None and len(boxes) == 0:
         problems.add("no objects", sample.rel, "no usable object is left in this image; image skipped", images=1)
@@ -115,14 +112,18 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
 CROP_MARGIN = 0.1  # a crop is the square around its box, this share of the box's longer side wider on each side
 
 
-def _encode_crop(img: Image.Image, digest: str, sample: Sample, options: EncodeOptions, orientation: int,
-                 problems: Problems) -> Encoded:
-    """The square around `sample.crop` (the photo padded by its edge pixels where the square leaves it)."""
-    mode = img.mode
+def _oriented_rgb(img: Image.Image, mode: str, orientation: int, item: str, problems: Problems) -> np.ndarray:
+    """The decoded pixels, turned by the EXIF `orientation` (1: as stored), as RGB."""
     img.load()
     if orientation != 1:
         img = ImageOps.exif_transpose(img)
-    rgb = np.asarray(_to_rgb(img, mode, sample.rel, problems))
+    return np.asarray(_to_rgb(img, mode, item, problems))
+
+
+def _encode_crop(img: Image.Image, digest: str, sample: Sample, options: EncodeOptions, orientation: int,
+                 problems: Problems) -> Encoded:
+    """The square around `sample.crop` (the photo padded by its edge pixels where the square leaves it)."""
+    rgb = _oriented_rgb(img, img.mode, orientation, sample.rel, problems)
     height, width = rgb.shape[:2]
     frame_w, frame_h = sample.size or (width, height)
     box = sample.crop
