@@ -255,6 +255,10 @@ def test_crops_of_real_photos_pack_as_a_classification_split_by_photo(tmp_path):
     synth(tmp_path / "folders", task="classification", count=8, classes=2, size=48, workers=1, progress=False)
     with pytest.raises(DataError, match="--crops cuts the boxes of a detection dataset"):
         pack(tmp_path / "folders", tmp_path / "x", crops=True, progress=False, log=lambda line: None)
+    from tests.helpers import run_cli
+    refused = run_cli("pack", tmp_path / "folders", tmp_path / "y", "--crops")
+    assert refused.returncode == 1 and "error: --crops cuts the boxes of a detection dataset" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "y" / "train.rec").exists()
 
 
 def test_a_crop_is_the_square_around_its_box_padded_at_the_edge(tmp_path):
