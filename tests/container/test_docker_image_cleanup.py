@@ -3,7 +3,7 @@ import io
 import time
 
 import pytest
-from docker.errors import ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from magiccards.container import base_image
 from magiccards.container.image import remove_stale_images
 
@@ -42,9 +42,20 @@ def test_replaced_images_and_old_build_stages_are_removed(docker_client):
         _remove_test_images(docker_client)
 
 
-def _remove_test_images(client):
-    for image in client.images.list(all=True, filters={"label": LABEL}):
-        try:
-            client.images.remove(image.id, force=True)
-        except ImageNotFound:
-            pass  # went with a child removed before it
+def _remove_test_images(client, passes: int = 5):
+    """Remove every image carrying the test's label, children before parents: the classic builder leaves one
+    labelled image per Dockerfile step, and a parent cannot go while a child of it is there (409)."""
+    for _ in range(passes):
+        images = client.images.list(all=True, filters={"label": LABEL})
+        if not images:
+            return
+        for image in sorted(images, key=lambda i: i.attrs["Created"], reverse=True):
+            try:
+                client.images.remove(image.id, force=True)
+            except ImageNotFound:
+                pass  # went with a child removed before it
+            except APIError as e:
+                if e.status_code != 409:  # 409: a child is still there; the next pass takes it
+                    raise
+    left = client.images.list(all=True, filters={"label": LABEL})
+    assert not left, f"test images left behind: {[i.short_id for i in left]}"
