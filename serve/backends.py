@@ -17,25 +17,15 @@ import warnings
 
 import numpy as np
 
-from magiccards.errors import UserError
 from magiccards.model_dir import EXPORT_FORMATS, PRECISIONS, ModelDir
+
+from . import edge_backends
+from .runtime import BackendError, threads_given
 
 NAMES = ("auto", "mxnet", "onnxruntime", "openvino")
 # exports by (format, precision), fastest first on Intel CPUs, as `make bench-edge` measures them
 FASTEST_FIRST = (("openvino", "int8"), ("openvino", "fp16"), ("openvino", "fp32"),
                  ("onnx", "int8"), ("onnx", "fp32"), ("onnx", "fp16"))
-
-
-class BackendError(UserError):
-    """A backend that was asked for cannot run this model directory."""
-
-
-def threads_given() -> int:
-    """The cores this process may use (the CPU affinity mask: a container's --cpuset-cpus)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class MXNetBackend:
@@ -134,6 +124,4 @@ def select(model: ModelDir, name: str | None = None, threads: int | None = None)
     runtime, precision = resolve(model, name)
     if runtime == "mxnet":
         return MXNetBackend(model, threads)
-    from . import edge_backends
-
     return edge_backends.BACKENDS[runtime](model, precision, threads)

@@ -12,8 +12,8 @@ import numpy as np
 
 from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
 
-from .backends import BackendError, threads_given
 from .detection_decode import decode, load_rules
+from .runtime import BackendError, threads_given
 
 
 class _ExportBackend:

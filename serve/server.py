@@ -22,7 +22,7 @@ from pathlib import Path
 from magiccards.errors import UserError
 from magiccards.model_dir import ModelDir, open_model_dir
 
-from .backends import threads_given
+from .runtime import threads_given
 
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 BOOT_ERROR = 3  # gunicorn's exit status for a worker that cannot start: the arbiter stops
