@@ -21,7 +21,6 @@ with the package, (g) from ImageNet weights when in the store; top-1 per class a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -42,6 +41,8 @@ CLS_HP = {"network": CLS_NETWORK, "image_shape": f"3,{CLS_SIZE},{CLS_SIZE}", "mi
 
 def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, float]:
     """A `magiccards train` run; returns (its metrics, seconds)."""
+    from magiccards.train.reporting import read_results
+
     command = [sys.executable, "-m", "magiccards.cli", "train", str(data), "--job-dir", str(job), "--fresh"]
     if pretrained:
         command += ["--pretrained", str(pretrained)]
@@ -53,12 +54,8 @@ def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> t
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"training failed ({' '.join(command)}):\n{done.stderr[-2000:]}")
-    data = job / "output" / "data"
-    history = json.loads((data / "metrics.json").read_text())  # one record per epoch
-    per_class = next((json.loads((data / name).read_text()) for name in ("per-class-ap.json", "per-class-accuracy.json")
-                      if (data / name).is_file()), {})
-    metrics = {"validation_map": _score(history[-1]), "history": history,
-               "per_class_ap": per_class.get("per_class_ap", per_class)}
+    history, per_class = read_results(job / "output" / "data")
+    metrics = {"validation_map": _score(history[-1]), "history": history, "per_class_ap": per_class}
     return metrics, seconds
 
 

@@ -8,14 +8,20 @@ detector's plain resize), and compares with the reference on the same images:
 - detection: mAP@0.5 of each against the records' boxes (the difference in points), and how far (a
   fraction of the image) each confident reference detection (score >= 0.5) is from the device's
   nearest detection of its class: `max_box_difference` is the 99th percentile, `largest_box_difference`
-  the largest.
+  the largest. The reference a DeepLens graph is held to is the trained network decoded by the device's
+  own rule (`multibox_reference`: MultiBoxDetection keeps each anchor's best class only, where GluonCV
+  decodes every class): what that rule itself costs against the model as served is reported apart.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from magiccards.serve.detection_decode import decode
 from magiccards.serve.predictor import Detection
 from magiccards.serve.preprocess import auto_interpolation, center_crop, resize_shorter
 
+from .graph import anchors, detection_heads, load_graph, run
 from .parity import map_of
 from .validation import Sample
 
@@ -56,6 +62,27 @@ def detections(rows: np.ndarray, classes: list[str], ir_rows: bool = False) -> l
         if x1 > x0 and y1 > y0:
             found.append(Detection(class_id, score, (x0, y0, x1, y1), classes[class_id]))
     found.sort(key=lambda d: -d.score)
+    return found
+
+
+def multibox_reference(model, batches: list[np.ndarray]) -> list[list[Detection]]:
+    """The trained network's detections on device inputs (`device_input` batches), its heads decoded by
+    MultiBoxDetection's rule: one candidate per anchor (its best class), then the graph's own per-class
+    NMS, up to `topk` rows (MultiBoxDetection keeps every survivor of its top-k)."""
+    graph = load_graph(model)
+    heads, anchors_symbol, rules = detection_heads(graph)
+    boxes_of_anchors = anchors(graph, anchors_symbol)
+    rules = dataclasses.replace(rules, best_class_only=True, keep=min(rules.topk, len(boxes_of_anchors)))
+    mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (model.mean, model.std))
+    _, _, height, width = graph.input_shape
+    scale = np.array([width, height, width, height], np.float32)
+    found = []
+    for batch in batches:
+        normalised = (batch[:, ::-1] / 255.0 - mean) / std  # what the device graph's first layer computes
+        probabilities, offsets = run(graph, heads, normalised.astype(np.float32))
+        ids, scores, boxes = decode(probabilities, offsets, boxes_of_anchors, rules)
+        rows = np.concatenate([ids[0], scores[0], boxes[0] / scale], axis=1)
+        found.append(detections(rows, list(model.classes)))
     return found
 
 

@@ -8,7 +8,8 @@ MXNet's ops do it, so an ONNX Runtime or OpenVINO export answers as the model di
 - `_contrib_box_decode` (format center): anchor (cx, cy, w, h); centre + offset * std * size,
   size * exp(offset * std), clipped in log space when `clip` > 0;
 - GluonCV's MultiPerClassDecoder: one candidate per anchor and foreground class whose probability is
-  above its threshold;
+  above its threshold (with `best_class_only`, MXNet's MultiBoxDetection rule, which a DeepLens graph
+  ends in: one candidate per anchor, its best foreground class);
 - `_contrib_box_nms` (per class unless force_suppress): candidates above `valid_thresh`, best first,
   the best `topk` kept, greedy suppression at IoU > `overlap_thresh`; then the first `keep` rows,
   padded with -1 as MXNet pads them.
@@ -34,6 +35,7 @@ class DecodeRules:
     topk: int = 400
     keep: int = 100
     force_suppress: bool = False
+    best_class_only: bool = False
 
     def as_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,6 +125,10 @@ def decode(probabilities: np.ndarray, offsets: np.ndarray, anchors: np.ndarray,
     foreground = probabilities.shape[-1] - 1
     rows = []
     for probs, corners in zip(probabilities, boxes):
+        if rules.best_class_only:  # every foreground class but the anchor's best (the first of ties) scores nothing
+            best = np.zeros_like(probs, dtype=bool)
+            best[np.arange(len(probs)), 1 + probs[:, 1:].argmax(axis=1)] = True
+            probs = np.where(best, probs, 0.0)
         scores = probs[:, 1:].T.reshape(-1)  # class-major, as the graph concatenates the classes
         ids = np.repeat(np.arange(foreground, dtype=np.float32), probs.shape[0])
         ids = np.where(scores > rules.class_thresh, ids, -1.0)

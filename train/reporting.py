@@ -138,3 +138,13 @@ def write_per_class_ap(out_dir: Path, names: list[str], aps: list[float]) -> dic
     per_class = {n: (None if ap != ap else float(ap)) for n, ap in zip(names, aps)}
     write_text_atomic(out_dir / "per-class-ap.json", json.dumps(per_class, indent=1))
     return per_class
+
+
+def read_results(out_dir: Path) -> tuple[list[dict], dict]:
+    """What a job wrote to `out_dir` (its output/data): the per-epoch records of `write_history` and the
+    per-class scores of `write_per_class_ap` (detection) or `write_confusion` (classification), {} if none."""
+    history = json.loads((out_dir / "metrics.json").read_text())
+    for name in ("per-class-ap.json", "per-class-accuracy.json"):
+        if (out_dir / name).is_file():
+            return history, json.loads((out_dir / name).read_text())
+    return history, {}

@@ -17,7 +17,7 @@ from pathlib import Path
 import mxnet as mx
 
 from magiccards.errors import DataError, ModelDirError
-from magiccards.model_dir import TRAINING_STATE, ModelDir, open_model_dir
+from magiccards.model_dir import CARD, TRAINING_STATE, ModelDir, open_model_dir
 
 from . import models
 
@@ -28,20 +28,20 @@ def shipped_base(network: str) -> Path | None:
     """The synthetic-card base model shipped for `network`, or None: a detector knows one class 'card'; a
     classifier the 100 designs of `magiccards.data.cards.base_classes()`."""
     folder = SHIPPED / f"{network}-card"
-    return folder if (folder / "model-card.json").is_file() else None
+    return folder if (folder / CARD).is_file() else None
 
 
 def shipped_networks() -> list[str]:
     """The networks a synthetic-card base is shipped for."""
-    return sorted(p.name[:-len("-card")] for p in SHIPPED.glob("*-card") if (p / "model-card.json").is_file())
+    return sorted(p.name[:-len("-card")] for p in SHIPPED.glob("*-card") if (p / CARD).is_file())
 
 
 def earlier_model(channel: Path | None, workdir: Path) -> ModelDir | None:
     """The model in a `pretrained` channel, or None when it holds GluonCV weight files instead."""
     if channel is None or not Path(channel).exists():
         return None
-    has_model = any(Path(channel).rglob("model-card.json")) or any(
-        p.name.endswith((".tar.gz", ".tgz")) for p in Path(channel).rglob("*") if p.is_file())
+    has_model = any(p.name == CARD or p.name.endswith((".tar.gz", ".tgz"))
+                    for p in Path(channel).rglob("*") if p.is_file())
     if not has_model:
         return None
     try:

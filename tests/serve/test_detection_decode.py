@@ -65,3 +65,32 @@ def test_decode_is_the_per_class_decoder_then_nms():
     assert np.array_equal(ids[..., 0], want[..., 0])
     assert np.abs(got_scores[..., 0] - want[..., 1]).max() < 1e-6
     assert np.abs(got_boxes - want[..., 2:]).max() < 1e-3
+
+
+def test_best_class_only_is_multibox_detections_rule():
+    """With best_class_only, decode() answers as MXNet's MultiBoxDetection (the layer a DeepLens graph ends in):
+    each anchor's best foreground class only, then per-class NMS; without it, runner-up classes come too."""
+    rng = np.random.RandomState(2)
+    a, classes, side = 500, 4, 256.0
+    anchors = _anchors(rng, a)
+    logits = rng.normal(0, 2, (1, a, classes + 1)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    offsets = rng.normal(0, 1, (1, a, 4)).astype(np.float32)
+    rules = DecodeRules(best_class_only=True, topk=400, keep=400)
+    corners = np.concatenate([anchors[:, :2] - anchors[:, 2:] / 2, anchors[:, :2] + anchors[:, 2:] / 2], 1) / side
+    want = mx.nd.contrib.MultiBoxDetection(
+        mx.nd.array(probs.transpose(0, 2, 1)), mx.nd.array(offsets.reshape(1, -1)), mx.nd.array(corners[None]),
+        clip=False, threshold=rules.class_thresh, background_id=0, nms_threshold=rules.overlap_thresh,
+        force_suppress=False, variances=rules.std, nms_topk=rules.topk).asnumpy()[0]
+    want = want[want[:, 0] >= 0]
+    want = want[np.argsort(-want[:, 1], kind="stable")]
+    ids, scores, boxes = decode(probs, offsets, anchors, rules)
+    valid = ids[0, :, 0] >= 0
+    got = np.concatenate([ids[0], scores[0], boxes[0] / side], 1)[valid]
+    assert len(got) == len(want) > 50
+    assert np.array_equal(got[:, 0], want[:, 0])
+    assert np.abs(got[:, 1:] - want[:, 1:]).max() < 1e-4
+    wide = {"topk": 1 << 30, "keep": classes * a}  # every candidate, to count them
+    best_only = (decode(probs, offsets, anchors, DecodeRules(best_class_only=True, **wide))[0] >= 0).sum()
+    every_class = (decode(probs, offsets, anchors, DecodeRules(**wide))[0] >= 0).sum()
+    assert every_class > best_only  # runner-up classes of the same anchors survive NMS too
