@@ -172,11 +172,7 @@ def _network(hp: Hyperparameters, classes: list[str], job: Job, workdir: Path) -
             raise DataError(f"the model channel's classes {list(earlier.classes)} differ from the data's {classes}; "
                             "incremental training needs the same classes in the same order (to start from a model "
                             "of other classes, give it as the 'pretrained' channel)")
-        try:
-            net.load_parameters(str(earlier.training_state_file))
-        except (AssertionError, mx.base.MXNetError) as e:
-            raise DataError(f"the model channel's parameters do not fit {hp.network}: "
-                            f"{str(e).splitlines()[0][:200]}") from None
+        transfer.carry_over(net, earlier, channel="model")
         say(f"incremental training: starting from {earlier.path}")
     elif earlier is not None:
         transfer.check_same_network(earlier, hp.task, hp.network)

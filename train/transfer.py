@@ -57,19 +57,33 @@ def check_same_network(earlier: ModelDir, task: str, network: str) -> None:
                         f"network={earlier.network}, or give ImageNet weights instead)")
 
 
-def _load(net: mx.gluon.Block, earlier: ModelDir) -> None:
+def carry_over(net: mx.gluon.Block, earlier: ModelDir, skip: frozenset = frozenset(), channel: str = "pretrained") -> int:
+    """Set every parameter of `net` but those in `skip` from the earlier model (from `channel`); returns how
+    many. Constants
+    (an SSD's anchors) stay as `net` lays them out for its own image size: the earlier model's are laid out
+    for the size it was trained at (loading them put a 256 px base's anchors into a 300 px detector)."""
     try:
-        net.load_parameters(str(earlier.training_state_file), allow_missing=False, ignore_extra=False)
-    except (AssertionError, mx.base.MXNetError) as e:
-        raise DataError(f"the pretrained channel's parameters do not fit {earlier.network}: "
-                        f"{str(e).splitlines()[0][:200]}") from None
+        saved = mx.nd.load(str(earlier.training_state_file))  # keyed as _collect_params_with_prefix keys them
+    except (mx.base.MXNetError, OSError) as e:
+        raise DataError(f"the {channel} channel's parameters cannot be read: {str(e).splitlines()[0][:200]}") from None
+    loaded = 0
+    for name, param in net._collect_params_with_prefix().items():
+        if name in skip or isinstance(param, mx.gluon.Constant):
+            continue
+        value = saved.get(name)
+        if value is None or value.shape != param.shape:
+            raise DataError(f"the {channel} channel's model does not fit {earlier.network} ({name} is missing or "
+                            "of another shape)")
+        param.set_data(value)
+        loaded += 1
+    return loaded
 
 
 def detector(earlier: ModelDir, network: str, classes: list[str], image_size: int, log=print):
     """The SSD for `classes`, started from all of the earlier detector; its class head reset as reset_class does."""
     old = list(earlier.classes)
     net = models.build("detection", network, old, image_size)
-    _load(net, earlier)
+    carry_over(net, earlier)
     kept = [c for c in classes if c in old]
     if len(old) == 1 and not kept:
         reuse = {c: old[0] for c in classes}
@@ -89,18 +103,7 @@ def classifier(earlier: ModelDir, network: str, classes: list[str], image_size: 
     """The classifier for `classes`, started from everything of the earlier one but its output layer."""
     net = models.build("classification", network, classes, image_size, shape_label=shape_label)
     output = output_parameters(network, len(classes), image_size)
-    saved = mx.nd.load(str(earlier.training_state_file))
-    own = net._collect_params_with_prefix()
-    loaded = 0
-    for name, param in own.items():
-        if name in output:
-            continue
-        value = saved.get(name)
-        if value is None or value.shape != param.shape:
-            raise DataError(f"the pretrained channel's model does not fit {network} ({name} is missing or of another "
-                            "shape)")
-        param.set_data(value)
-        loaded += 1
+    loaded = carry_over(net, earlier, skip=frozenset(output))
     log(f"transfer: {loaded} parameters of the earlier classifier {earlier.path} carried over; the output layer "
         f"({', '.join(sorted(output))}) starts fresh for {len(classes)} classes")
     return net

@@ -13,7 +13,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from magiccards.train import weights
+from magiccards.train import models, weights
 
 from magiccards.errors import DataError
 from tests.helpers import run_cli
@@ -243,6 +243,11 @@ def test_the_shipped_base_loads_at_every_image_size(size):
     net = transfer.detector(earlier, earlier.network, ["ace", "king", "queen"], size, log=said.append)
     ids, scores, boxes = net(mx.nd.zeros((1, 3, size, size)))
     assert boxes.shape[-1] == 4 and "every class starts from the earlier detector's only class 'card'" in said[0]
+    # the anchors are this size's own, not the base's (trained at 256): loading them tiled a 300 px image wrongly
+    fresh = models.build("detection", earlier.network, ["ace", "king", "queen"], size)
+    with mx.autograd.train_mode():
+        anchors, own = net(mx.nd.zeros((1, 3, size, size)))[2], fresh(mx.nd.zeros((1, 3, size, size)))[2]
+    assert anchors.shape == own.shape and float((anchors - own).abs().max().asscalar()) == 0.0
     assert (base / "MODEL_CARD.md").is_file()
     total = sum(f.stat().st_size for f in base.iterdir())
     assert total < 25e6  # 21 MB in the package (two 10 MB copies of the weights: exported and training state)
