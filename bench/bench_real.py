@@ -90,13 +90,15 @@ def _agnostic_map(base: Path, rec: Path) -> float:
 
 
 def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
-    """Hyperparameters training for about `budget` minutes, from a two-epoch probe from scratch; and what it found."""
+    """Hyperparameters training for about `budget` minutes, from a two-epoch probe from scratch; and what it found.
+    An epoch costs its training and its validation; what the probe took besides is start-up, paid once."""
     probe_metrics, probe = _train(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
-    epoch = float(probe_metrics["history"][-1]["seconds"])
+    last = probe_metrics["history"][-1]
+    epoch = float(last["seconds"]) + float(last.get("validation_seconds", 0.0))
     startup = max(0.0, probe - 2 * epoch)
     epochs = max(2, int((budget * 60 - startup) / max(epoch, 0.5)))
-    said = (f"an epoch takes {epoch:.1f} s (start-up {startup:.0f} s): each run trains {epochs} epochs "
-            f"(~{budget:g} min)")
+    said = (f"an epoch takes {epoch:.1f} s with its validation (start-up {startup:.0f} s): each run trains {epochs} "
+            f"epochs (~{budget:g} min)")
     return dict(hp, epochs=str(epochs), lr_scheduler_step=str(max(1, int(epochs * 0.7)))), said
 
 

@@ -92,7 +92,8 @@ def fit(recipe, net, trainer, hp: Hyperparameters, paths: Paths, host: str = "al
                                           f"checkpoint {where.name} written; run the job again to resume")
             seconds = time.perf_counter() - started
             record = {"epoch": epoch, "seconds": seconds, "speed": samples / max(seconds, 1e-9), **recipe.train_metrics()}
-            record.update(recipe.evaluate())
+            validating = time.perf_counter()
+            record.update(recipe.evaluate(), validation_seconds=time.perf_counter() - validating)
             for line in epoch_lines(hp.task, epoch, record, host):
                 say(line)
             score = record.get(recipe.score_key, record.get(recipe.train_score_key))
