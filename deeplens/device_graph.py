@@ -113,7 +113,7 @@ def _corners(anchors: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
     return np.stack([(cx - w / 2) / in_w, (cy - h / 2) / in_h, (cx + w / 2) / in_w, (cy + h / 2) / in_h], -1)
 
 
-def _detection(mx, graph: Graph, model: ModelDir):
+def _detection(mx, graph: Graph):
     heads, _, rules = detection_heads(graph)
     nodes = json.loads(graph.symbol.tojson())["nodes"]
     softmax = [n for n in nodes if n["op"] == "softmax"][-1]
@@ -164,7 +164,7 @@ def build(model: ModelDir) -> DeviceGraph:
     if model.task == "classification":
         body = mx.sym.SoftmaxActivation(graph.symbol, name="prob")
     else:
-        body, detection = _detection(mx, graph, model)
+        body, detection = _detection(mx, graph)
     symbol = body(data=head)
     bad = unsupported_ops(symbol)
     if bad:
