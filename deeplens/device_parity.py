@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 from magiccards.serve.detection_decode import decode
 from magiccards.serve.predictor import Detection
-from magiccards.serve.preprocess import auto_interpolation, center_crop, resize_shorter
+from magiccards.serve.preprocess import auto_interpolation, center_crop, network_input, resize_shorter
 
 from .graph import anchors, detection_heads, load_graph, run
 from .parity import map_of
@@ -65,21 +65,20 @@ def detections(rows: np.ndarray, classes: list[str], ir_rows: bool = False) -> l
     return found
 
 
-def multibox_reference(model, batches: list[np.ndarray]) -> list[list[Detection]]:
-    """The trained network's detections on device inputs (`device_input` batches), its heads decoded by
-    MultiBoxDetection's rule: one candidate per anchor (its best class), then the graph's own per-class
-    NMS, up to `topk` rows (MultiBoxDetection keeps every survivor of its top-k)."""
+def multibox_reference(model, images: list[np.ndarray]) -> list[list[Detection]]:
+    """The trained network's detections on RGB `images` (preprocessed as serve/'s predictor does), its heads
+    decoded by MultiBoxDetection's rule: one candidate per anchor (its best class), then the graph's own
+    per-class NMS, up to `topk` rows (MultiBoxDetection keeps every survivor of its top-k)."""
     graph = load_graph(model)
     heads, anchors_symbol, rules = detection_heads(graph)
     boxes_of_anchors = anchors(graph, anchors_symbol)
     rules = dataclasses.replace(rules, best_class_only=True, keep=min(rules.topk, len(boxes_of_anchors)))
-    mean, std = (np.asarray(v, np.float32).reshape(1, 3, 1, 1) for v in (model.mean, model.std))
     _, _, height, width = graph.input_shape
     scale = np.array([width, height, width, height], np.float32)
     found = []
-    for batch in batches:
-        normalised = (batch[:, ::-1] / 255.0 - mean) / std  # what the device graph's first layer computes
-        probabilities, offsets = run(graph, heads, normalised.astype(np.float32))
+    for image in images:
+        batch = network_input(image, model.task, model.input_shape, model.mean, model.std)[None]
+        probabilities, offsets = run(graph, heads, batch)
         ids, scores, boxes = decode(probabilities, offsets, boxes_of_anchors, rules)
         rows = np.concatenate([ids[0], scores[0], boxes[0] / scale], axis=1)
         found.append(detections(rows, list(model.classes)))

@@ -75,7 +75,7 @@ def check_graph(model: ModelDir, device: DeviceGraph, samples) -> dict:
     else:
         classes = len(model.classes)
         found = [device_parity.detections(g[0], list(model.classes)) for g in got]
-        record = device_parity.compare_detection(device_parity.multibox_reference(model, batches), found, samples,
+        record = device_parity.compare_detection(device_parity.multibox_reference(model, [s.image for s in samples]), found, samples,
                                                  classes)
         map_served = map_of(served, samples, classes)
         record.update(map_served=round(map_served, 5),
