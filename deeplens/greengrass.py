@@ -13,6 +13,11 @@ DIR/recipes --artifactDir DIR/artifacts`) and the cloud publishes from:
 The Install step makes a venv in the component's work folder and installs requirements.txt; Run starts
 infer.py on the configured source (camera index, video or folder) and publishes each result to the
 configured IoT Core topic over Greengrass IPC (the recipe grants exactly that topic).
+
+No configuration value is ever spliced into shell text: the Run step's `Setenv` hands them to infer.py as
+environment variables (MAGICCARDS_SOURCE, ...), so a topic or source holding `"`, `;` or `$(...)`, given
+here or in a deployment's configuration merge, is data and never a command. The values given here are
+checked against what AWS IoT allows before anything is written.
 """
 from __future__ import annotations
 
@@ -29,13 +34,21 @@ from pathlib import Path
 
 from magiccards.aws import S3Uri
 from magiccards.errors import UserError
-from magiccards.files import atomic_path, write_text_atomic, writing
+from magiccards.files import atomic_paths, write_text_atomic, writing
 from magiccards.model_dir import EXPORT_FORMATS, PARITY, ModelDir, open_model_dir
 
 RECIPE_FORMAT = "2020-01-25"
 ARTIFACT = "magiccards-edge"
 PLACEHOLDER_BUCKET = "your-bucket"  # without --bucket: a local deployment needs no S3; publishing refuses it
 AWSIOTSDK = "1.31.0"  # the IPC client the inference script uses (GreengrassCoreIPCClientV2)
+# a topic to publish to: AWS IoT's topic characters (no wildcards, no reserved $ topics but a thing's own),
+# at most 256 bytes and 7 slashes (AWS IoT Core quotas)
+TOPIC_LEVEL = r"[A-Za-z0-9_.:@=-]+"
+TOPIC_PATTERN = re.compile(rf"^(\$aws/things/)?{TOPIC_LEVEL}(/{TOPIC_LEVEL})*$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# the configuration a deployment may change, and the variable infer.py reads each from
+SETTINGS = {"Source": "MAGICCARDS_SOURCE", "Topic": "MAGICCARDS_TOPIC", "Backend": "MAGICCARDS_EDGE_BACKEND",
+            "IntervalSeconds": "MAGICCARDS_INTERVAL", "ScoreThreshold": "MAGICCARDS_SCORE_THRESHOLD"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 LIFECYCLE_STEPS = {"Setenv", "Install", "Run", "Startup", "Shutdown", "Recover", "Bootstrap"}
@@ -161,9 +174,8 @@ def recipe(name: str, version: str, uri: str, model: ModelDir, fmt: str, precisi
     """The component recipe (a dict; written as JSON and YAML)."""
     root = "{artifacts:decompressedPath}/" + ARTIFACT
     python = "{work:path}/venv/bin/python"
-    run = (f"{python} -u {root}/infer.py --model {root}/model --backend {{configuration:/Backend}} "
-           "--source \"{configuration:/Source}\" --topic \"{configuration:/Topic}\" "
-           "--interval {configuration:/IntervalSeconds} --score-threshold {configuration:/ScoreThreshold}")
+    run = f"{python} -u {root}/infer.py --model {root}/model"  # the settings come as environment variables
+    settings = {variable: f"{{configuration:/{key}}}" for key, variable in SETTINGS.items()}
     return {
         "RecipeFormatVersion": RECIPE_FORMAT,
         "ComponentName": name,
@@ -187,7 +199,7 @@ def recipe(name: str, version: str, uri: str, model: ModelDir, fmt: str, precisi
                 "Install": {"Script": (f"python3 -m venv {{work:path}}/venv && {python} -m pip install "
                                        f"--disable-pip-version-check -q -r {root}/requirements.txt"),
                             "Timeout": 1800},
-                "Run": {"Script": run, "RequiresPrivilege": False},
+                "Run": {"Script": run, "Setenv": settings, "RequiresPrivilege": False},
             },
             "Artifacts": [{"URI": uri, "Unarchive": "ZIP", "Permission": {"Read": "OWNER", "Execute": "NONE"}}],
         }],
@@ -223,8 +235,10 @@ def validate_recipe(value: dict) -> None:
         if unknown:
             fail(f"unknown lifecycle steps {sorted(unknown)}")
         for step, body in manifest.get("Lifecycle", {}).items():
-            script = body if isinstance(body, str) else body.get("Script", "") if step != "Setenv" else json.dumps(body)
-            for key in re.findall(r"\{configuration:/([^}]+)\}", script):
+            script = body if isinstance(body, str) else body.get("Script", "") if step != "Setenv" else ""
+            if "{configuration:" in str(script):
+                fail(f"{step}'s script splices a configuration value into shell text; hand it over in Setenv")
+            for key in re.findall(r"\{configuration:/([^}]+)\}", json.dumps(body)):
                 if key.split("/")[0] not in defaults:
                     fail(f"{step} uses {{configuration:/{key}}}, which DefaultConfiguration does not define")
         for artifact in manifest.get("Artifacts", []):
@@ -233,6 +247,24 @@ def validate_recipe(value: dict) -> None:
                 fail(f"artifact URI {uri!r} is not s3://BUCKET/KEY")
             if artifact.get("Unarchive", "NONE") not in ("NONE", "ZIP"):
                 fail(f"Unarchive {artifact['Unarchive']!r} is not NONE or ZIP")
+
+
+def check_topic(topic: str) -> None:
+    """Refuse a topic AWS IoT would not take for PublishToIoTCore (or one with characters outside its safe set)."""
+    if "#" in topic or "+" in topic:
+        raise GreengrassError(f"--topic {topic!r}: a topic to publish to has no wildcards (# +)")
+    if topic.startswith("$") and not topic.startswith("$aws/things/"):
+        raise GreengrassError(f"--topic {topic!r}: topics starting with $ are reserved (but $aws/things/NAME/...)")
+    if not TOPIC_PATTERN.match(topic) or len(topic.encode()) > 256 or topic.count("/") > 7:
+        raise GreengrassError(f"--topic {topic[:80]!r}: use letters, digits and _ . : @ = - between single slashes, "
+                              "at most 256 bytes and 7 slashes (AWS IoT Core's topic rules)")
+
+
+def check_source(source: str) -> None:
+    """A camera index, or a video or folder path on the device: printable text (it is handed over as data)."""
+    if not source or CONTROL.search(source) or len(source) > 4096:
+        raise GreengrassError(f"--source {source[:80]!r}: give a camera index (0) or a path on the device, "
+                              "without control characters")
 
 
 def _is_s3_object(uri: str) -> bool:
@@ -263,9 +295,11 @@ def build(model_path: Path, out: Path, *, bucket: str | None = None, export: str
         S3Uri.parse(bucket_uri, "--bucket")
     except UserError as e:
         raise GreengrassError(str(e)) from None
+    if CONTROL.search(bucket_uri) or " " in bucket_uri:
+        raise GreengrassError(f"--bucket {bucket_uri[:80]!r}: an S3 prefix without spaces or control characters")
     topic = topic or f"magiccards/{name}/results"
-    if not topic or "#" in topic or "+" in topic or topic.startswith("$") and not topic.startswith("$aws/things/"):
-        raise GreengrassError(f"--topic {topic!r}: a topic to publish to has no wildcards (# +) and no $ prefix")
+    check_topic(topic)
+    check_source(source)
     fmt, precision = choose_export(model, export, log, validation)
     model = open_model_dir(model.path)
     uri = f"{bucket_uri}/{name}/{version}/{ARTIFACT}.zip"
@@ -284,13 +318,14 @@ def build(model_path: Path, out: Path, *, bucket: str | None = None, export: str
             _copy_model(model, fmt, precision, staged / "model")
             _copy_modules(staged / "lib")
             (staged / "requirements.txt").write_text("\n".join(requirements(fmt)) + "\n")
-            with atomic_path(artifact) as tmp:
-                with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            recipe_json = recipes / f"{name}-{version}.json"
+            recipe_yaml = recipes / f"{name}-{version}.yaml"
+            # the artifact and both recipes appear together (or the old ones stay): never a JSON without its YAML
+            with atomic_paths(artifact, recipe_json, recipe_yaml) as (zip_tmp, json_tmp, yaml_tmp):
+                with zipfile.ZipFile(zip_tmp, "w", zipfile.ZIP_DEFLATED) as archive:
                     for path in sorted(staged.rglob("*")):
                         if path.is_file():
                             archive.write(path, path.relative_to(staged).as_posix())  # unpacked into decompressedPath/magiccards-edge
-        recipe_json = recipes / f"{name}-{version}.json"
-        recipe_yaml = recipes / f"{name}-{version}.yaml"
-        write_text_atomic(recipe_json, json.dumps(value, indent=2))
-        write_text_atomic(recipe_yaml, _yaml(value))
+                json_tmp.write_text(json.dumps(value, indent=2))
+                yaml_tmp.write_text(_yaml(value))
     return Component(name, version, value, recipe_json, recipe_yaml, artifact, (fmt, precision))

@@ -1,6 +1,9 @@
 """The inference loop of the Greengrass v2 component: a camera, a video or a folder in, results to IoT Core.
 
-Runs on the device (the component's Run step) as `python infer.py --model model --source 0 --topic T`,
+Runs on the device (the component's Run step) as `python infer.py --model model`, the component's
+configuration in environment variables (MAGICCARDS_SOURCE, MAGICCARDS_TOPIC, MAGICCARDS_EDGE_BACKEND,
+MAGICCARDS_INTERVAL, MAGICCARDS_SCORE_THRESHOLD: data, never shell text), or as
+`python infer.py --model model --source 0 --topic T` (the options win over the variables),
 with the model directory and this project's serve/ room unpacked beside it. Each frame goes through
 serve/'s Predictor (the export's runtime: ONNX Runtime or OpenVINO) and its result is published as one
 JSON message over Greengrass IPC (`PublishToIoTCore`), or printed with `--publish stdout` to try it off
@@ -102,19 +105,35 @@ def message(result, task: str, name: str, backend: str) -> dict:
             **result_json(result, task)}
 
 
+def _number(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):  # NaN fails too
+        raise ValueError(text)
+    return value
+
+
 def arguments(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the model directory (with its exports/)")
-    parser.add_argument("--source", default="0", help="camera index, video file or folder of images")
-    parser.add_argument("--topic", required=True, help="the IoT Core topic results are published to")
-    parser.add_argument("--backend", default="auto", help="auto (fastest passed export), onnxruntime, openvino")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between predictions")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="detections below are left out")
+    parser.add_argument("--source", default=env.get("MAGICCARDS_SOURCE", "0"),
+                        help="camera index, video file or folder of images ($MAGICCARDS_SOURCE)")
+    parser.add_argument("--topic", default=env.get("MAGICCARDS_TOPIC"),
+                        help="the IoT Core topic results are published to ($MAGICCARDS_TOPIC)")
+    parser.add_argument("--backend", default=env.get("MAGICCARDS_EDGE_BACKEND", "auto"),
+                        help="auto (fastest passed export), onnxruntime, openvino ($MAGICCARDS_EDGE_BACKEND)")
+    parser.add_argument("--interval", type=_number, default=env.get("MAGICCARDS_INTERVAL", "1.0"),
+                        help="seconds between predictions ($MAGICCARDS_INTERVAL)")
+    parser.add_argument("--score-threshold", type=_number, default=env.get("MAGICCARDS_SCORE_THRESHOLD", "0.5"),
+                        help="detections below are left out ($MAGICCARDS_SCORE_THRESHOLD)")
     parser.add_argument("--top-k", type=int, default=None, help="at most this many detections per frame")
     parser.add_argument("--publish", choices=("ipc", "stdout"), default="ipc")
     parser.add_argument("--once", action="store_true", help="a folder: stop after the images it holds")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many predictions")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.topic:
+        parser.error("the topic is missing: pass --topic or set MAGICCARDS_TOPIC")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

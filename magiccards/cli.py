@@ -358,6 +358,8 @@ def _add_greengrass(sub) -> None:
 
 def _run_greengrass(args) -> int:
     from .deeplens.greengrass import build
+    if args.publish and not args.bucket:
+        raise UserError("--publish uploads the artifact to S3: give --bucket s3://BUCKET/PREFIX too")
     component = build(args.model, args.out, bucket=args.bucket, export=args.export, name=args.name,
                       version=args.component_version, topic=args.topic, source=args.source,
                       validation=args.validation)

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,39 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: Path) -> Iterator[list[Path]]:
+    """`atomic_path` for files that belong together (a recipe in JSON and YAML, an export and its record):
+    yields their temporary paths; on success all replace their targets in one go, with Ctrl-C and SIGTERM
+    held back until the last rename, so that an interruption leaves all the new files or all the old ones."""
+    paths = [Path(p) for p in paths]
+    tmps = [temporary_name(p) for p in paths]
+    for path, tmp in zip(paths, tmps):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove(tmp)
+    try:
+        yield tmps
+        with signals_held():
+            for path, tmp in zip(paths, tmps):
+                if tmp.is_dir() and path.is_dir():
+                    shutil.rmtree(path)
+                os.replace(tmp, path)
+    except BaseException:
+        for tmp in tmps:
+            _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def signals_held(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold back `signals` (delivered when the block ends): for the few steps that must not be cut apart."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 # what a full disk, a quota, a read-only or immutable target, or a path through a file looks like

@@ -2,6 +2,7 @@
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -233,6 +234,7 @@ def test_recipe_schema_check_names_what_is_wrong(classifier, tmp_path):
     (["--topic", "cards/#"], "no wildcards"),
     (["--bucket", "my-bucket"], "not an S3 URI"),
     (["--export", "tflite"], "tflite"),
+    (["--publish"], "give --bucket s3://BUCKET/PREFIX"),
 ])
 def test_bad_arguments_are_one_line(classifier, tmp_path, args, message):
     done = run_cli("greengrass", classifier, "--out", tmp_path / "c", *args)
@@ -293,3 +295,60 @@ def test_publish_uploads_to_s3_and_creates_the_component_version(trained_classif
     with pytest.raises(AwsConfigError) as info:
         publish(component, boto3.session.Session(), progress=False, log=lambda line: None)
     assert "no AWS credentials" in str(info.value)
+
+
+def _as_greengrass_runs(recipe: dict, step: str, config: dict, decompressed: Path, work: Path) -> tuple[str, dict]:
+    """A lifecycle step's script and environment as the nucleus makes them: recipe variables replaced by text
+    ({configuration:/KEY} by the deployment's value), the manifest's and the step's Setenv in the environment."""
+    def fill(text: str) -> str:
+        text = text.replace("{artifacts:decompressedPath}", str(decompressed)).replace("{work:path}", str(work))
+        return re.sub(r"\{configuration:/([^}]+)\}", lambda m: str(config[m.group(1)]), text)
+
+    lifecycle = recipe["Manifests"][0]["Lifecycle"]
+    env = {key: fill(value) for key, value in {**lifecycle.get("Setenv", {}), **lifecycle[step].get("Setenv", {})}.items()}
+    return fill(lifecycle[step]["Script"]), env
+
+
+def test_shell_metacharacters_in_the_configuration_stay_data(classifier, stand_in, tmp_path):
+    """Hostile values never reach the device's shell as commands: given to `greengrass`, a topic outside AWS
+    IoT's characters is refused; a source holding $(...) is accepted as a path and, like a deployment's merged
+    configuration with quotes and semicolons, reaches infer.py as data through Setenv."""
+    marker = tmp_path / "injected"
+    for topic in (f'a";touch {marker};"b', "a/$(id)", "cards/\nfound", "x" * 300):
+        done = run_cli("greengrass", classifier, "--out", tmp_path / "refused", "--topic", topic)
+        assert done.returncode == 1 and "--topic" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "refused").exists()
+    done = run_cli("greengrass", classifier, "--out", tmp_path / "c", "--source", "0\n; id")
+    assert done.returncode == 1 and "--source" in done.stderr
+
+    model = _copy(classifier, tmp_path)
+    component = build(model, tmp_path / "c", source=f"$(touch {marker})", log=lambda line: None)
+    recipe = component.recipe
+    assert all("{configuration:" not in str(step.get("Script", "")) for step in
+               recipe["Manifests"][0]["Lifecycle"].values() if isinstance(step, dict))
+    device = tmp_path / "device"
+    root = _unpack(component.artifact, device)
+    work = tmp_path / "work"
+    (work / "venv" / "bin").mkdir(parents=True)
+    python = work / "venv" / "bin" / "python"  # the venv the Install step makes: this interpreter
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    record = tmp_path / "published.jsonl"
+    config = dict(recipe["ComponentConfiguration"]["DefaultConfiguration"])
+    config["Topic"] = f'cards"; touch {marker}; echo "'  # a deployment's configuration merge, unchecked by us
+    for source in (config["Source"], f'"; touch {marker}; "'):
+        script, env = _as_greengrass_runs(recipe, "Run", dict(config, Source=source), device, work)
+        env = dict(os.environ, **env, IPC_RECORD=str(record),
+                   AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT=str(root / "ipc.socket"))
+        env["PYTHONPATH"] = f"{stand_in}{os.pathsep}{env['PYTHONPATH']}"
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 1 and "neither a camera index" in done.stderr, done.stderr
+        assert source in done.stderr  # the literal text reached infer.py
+    assert not marker.exists(), "a configuration value ran as a shell command"
+    messages = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [m["topic"] for m in messages] == [config["Topic"]] * 2 and "neither" in messages[0]["payload"]["error"]
+
+    recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"] += " --topic {configuration:/Topic}"
+    with pytest.raises(GreengrassError) as info:
+        validate_recipe(recipe)
+    assert "splices a configuration value into shell text" in str(info.value)
