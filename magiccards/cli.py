@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -404,10 +405,11 @@ def _run_predict(args) -> int:
         raise UserError("--score-threshold lies in [0, 1]; --top-k, --every and --frames are at least 1")
     from .serve.predict_files import predict_inputs
     from .serve.predictor import Predictor
-    predictor = Predictor(args.model, backend=args.backend)
-    print(predictor.describe())
-    counts = predict_inputs(predictor, args.inputs, args.out, score_threshold=args.score_threshold,
-                            top_k=args.top_k, every=args.every, frames=args.frames)
+    _sigterm_exits()
+    with Predictor(args.model, backend=args.backend) as predictor:  # an unpacked model.tar.gz is removed after
+        print(predictor.describe())
+        counts = predict_inputs(predictor, args.inputs, args.out, score_threshold=args.score_threshold,
+                                top_k=args.top_k, every=args.every, frames=args.frames)
     skipped = f", {counts['skipped']} skipped (not images)" if counts["skipped"] else ""
     print(f"predicted {counts['images']} image(s) and {counts['frames']} frame(s){skipped}; results in {args.out}")
     return 0
@@ -479,6 +481,14 @@ def _run_inspect(args) -> int:
     stats = inspect_rec(args.rec, classes=args.classes, sheet=args.sheet, samples=args.samples, charts=args.charts)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
+
+
+def _sigterm_exits() -> None:
+    """SIGTERM ends the command as Ctrl-C does, through its clean-up (temporary folders, partial files)."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def build_parser() -> argparse.ArgumentParser:

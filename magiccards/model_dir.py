@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -158,15 +159,24 @@ def open_model_dir(path: Path, workdir: Path | None = None, require: tuple[str, 
     if not path.exists():
         raise ModelDirError(f"model {path} does not exist")
     if path.is_file():
-        return open_model_dir(unpack(path, workdir), require=require)
+        return _open_archive(path, workdir, require)
     root = _find_root(path)
     if root is None:
         archives = sorted(p for p in path.rglob("*") if p.is_file() and _is_tar_name(p.name))
         if archives:
-            return open_model_dir(unpack(archives[0], workdir), require=require)
+            return _open_archive(archives[0], workdir, require)
         raise ModelDirError(f"{path} holds no model: expected {CARD} and the files beside it (the model/ folder "
                             f"of a `magiccards train` job) or its {ARCHIVE}")
     return _read(root, require)
+
+
+def _open_archive(archive: Path, workdir: Path | None, require: tuple[str, ...]) -> ModelDir:
+    """The model in `archive`, unpacked into `workdir`; an error names the archive, not the temporary folder."""
+    folder = unpack(archive, workdir)
+    try:
+        return open_model_dir(folder, require=require)
+    except ModelDirError as e:
+        raise ModelDirError(str(e).replace(str(folder), f"{archive} (unpacked)")) from None
 
 
 def _find_root(folder: Path) -> Path | None:
@@ -212,7 +222,18 @@ def unpack(archive: Path, workdir: Path | None = None, max_bytes: int | None = N
     and at most `max_bytes` in all. Returns the folder it was unpacked into."""
     limit = MAX_UNPACKED_BYTES if max_bytes is None else max_bytes
     target = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="magiccards-model-"))
+    made = not target.exists() or workdir is None
     target.mkdir(parents=True, exist_ok=True)
+    try:
+        _extract(archive, target, limit)
+    except BaseException:
+        if made:
+            shutil.rmtree(target, ignore_errors=True)  # nothing half-unpacked left behind
+        raise
+    return target
+
+
+def _extract(archive: Path, target: Path, limit: int) -> None:
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
@@ -228,7 +249,6 @@ def unpack(archive: Path, workdir: Path | None = None, max_bytes: int | None = N
                 tar.extractall(target, members=members)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ModelDirError(f"{archive} cannot be unpacked as a model archive ({e})") from None
-    return target
 
 
 def _check_member(archive: Path, member: tarfile.TarInfo) -> None:

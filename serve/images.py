@@ -17,6 +17,8 @@ from magiccards.errors import UserError
 
 # images with more pixels than this are refused (MAGICCARDS_MAX_IMAGE_PIXELS overrides): 64 MP
 MAX_PIXELS = int(os.environ.get("MAGICCARDS_MAX_IMAGE_PIXELS", "64000000"))
+# one request's images together (a JSON or RecordIO batch); MAGICCARDS_MAX_REQUEST_PIXELS overrides: 128 MP
+MAX_REQUEST_PIXELS = int(os.environ.get("MAGICCARDS_MAX_REQUEST_PIXELS", "128000000"))
 Image.MAX_IMAGE_PIXELS = None  # our own bound applies, before decoding; PIL's warning would only add noise
 
 
@@ -26,6 +28,26 @@ class ImageError(UserError):
     def __init__(self, message: str, too_large: bool = False):
         super().__init__(message)
         self.too_large = too_large
+
+
+def image_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of encoded `data` from its header alone, nothing decoded; ImageError for bytes that are
+    not an image and (too_large) for an image over `max_pixels`."""
+    if not data:
+        raise ImageError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except UnidentifiedImageError:
+        raise ImageError("the bytes are not an image in a known format (JPEG, PNG, ...)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(f"the image cannot be read ({e}); is it truncated?") from None
+    if width * height > max_pixels:
+        raise ImageError(f"the image is {width} x {height} pixels, more than the {max_pixels:,} allowed "
+                         "(MAGICCARDS_MAX_IMAGE_PIXELS); send a smaller image", too_large=True)
+    return width, height
 
 
 def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,26 @@ class Predictor:
 
     def __init__(self, model: ModelDir | Path | str, backend: str | None = None, threads: int | None = None,
                  workdir: Path | None = None):
+        if not isinstance(model, ModelDir) and workdir is None:
+            # a model.tar.gz is unpacked into a folder of our own, removed by close(), `with`, or at exit
+            scratch = Path(tempfile.mkdtemp(prefix="magiccards-model-"))
+            self.close = weakref.finalize(self, shutil.rmtree, scratch, True)
+            workdir = scratch / "model"
+        else:
+            self.close = lambda: None
+        try:
+            self._load(model, backend, threads, workdir)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _load(self, model, backend, threads, workdir) -> None:
         self.model = model if isinstance(model, ModelDir) else open_model_dir(Path(model), workdir)
         self.task, self.classes = self.model.task, list(self.model.classes)
         self.backend = backends.select(self.model, backend, threads)

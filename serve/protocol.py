@@ -82,8 +82,9 @@ def options(custom_attributes: str | None, verbose: bool) -> Options:
         threshold = float(values.get("score_threshold", 0.0))
         top_k = int(values["top_k"]) if "top_k" in values else None
     except ValueError:
+        shown = custom_attributes if len(custom_attributes) <= 120 else custom_attributes[:120] + "..."
         raise RequestError(400, "custom attributes: score_threshold must be a number and top_k an integer "
-                                f"(got {custom_attributes!r})") from None
+                                f"(got {shown!r})") from None
     if not 0.0 <= threshold <= 1.0 or (top_k is not None and top_k < 1):
         raise RequestError(400, "custom attributes: score_threshold must lie in [0, 1] and top_k be at least 1")
     return Options(threshold, top_k, values.get("names", "false").lower() == "true", verbose)
@@ -108,6 +109,8 @@ def _json_images(body: bytes) -> list[bytes]:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestError(400, "the body is not valid JSON; send a list of base64-encoded images") from None
+    except RecursionError:  # [[[[...]]]] nested deeper than the parser goes
+        raise RequestError(400, "the JSON body is nested too deeply; send a list of base64-encoded images") from None
     items = doc.get("instances") if isinstance(doc, dict) else doc
     if isinstance(items, str):
         items = [items]

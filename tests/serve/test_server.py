@@ -198,10 +198,10 @@ def test_ping_is_not_held_behind_inference(classifier):
     """A long batch is in flight in the only worker; /ping still answers."""
     server = Server(classifier, workers=1)
     try:
-        jpeg = Image.new("RGB", (1200, 1200), (120, 30, 30))
+        jpeg = Image.new("RGB", (1000, 1000), (120, 30, 30))
         buffer = io.BytesIO()
         jpeg.save(buffer, "JPEG")
-        batch = json.dumps([base64.b64encode(buffer.getvalue()).decode()] * 100)
+        batch = json.dumps([base64.b64encode(buffer.getvalue()).decode()] * 120)  # within the request's 128 MP
         done = {}
         worker = threading.Thread(target=lambda: done.update(r=server.invoke(batch, "application/json")))
         worker.start()
