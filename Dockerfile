@@ -49,6 +49,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 libquadmath0 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
+# OpenVINO's usage telemetry off for whoever runs OpenVINO's tools in the image (its documented consent file)
+RUN /opt/venv/bin/python -m magiccards.telemetry
 # the GPU variant's NVIDIA libraries are found by the loader (ldconfig), for every process of the image
 RUN if [ -d /opt/venv/lib/python3.11/site-packages/nvidia ]; then \
       ls -d /opt/venv/lib/python3.11/site-packages/nvidia/*/lib > /etc/ld.so.conf.d/magiccards-nvidia.conf && ldconfig; \

@@ -7,6 +7,12 @@
          (INT8: NNCF calibrated on the model's validation images or `--calibration`);
       4. the parity check on real validation images (parity.py), stored in exports/parity.json and
          printed; an export that misses its gate is kept, marked failed, and never picked by `auto`.
+
+Nothing half-written is ever beside a record: each export is written into a hidden staging folder and
+moved in whole (Ctrl-C and SIGTERM held for the swap), and its parity record, written last, names the
+SHA-256 of every file it judged (the export's, the symbol, the parameters, the classes). A failed or
+interrupted re-export leaves the previous export and its record as they were; a record whose files
+changed since is ignored by `serve`, `predict` and `greengrass` (they fall back to what still matches).
 """
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from magiccards.files import write_text_atomic
+from magiccards.files import atomic_path, signals_held, write_text_atomic, writing
 from magiccards.model_dir import EXPORT_FORMATS, PARITY, PRECISIONS, ModelDir, open_model_dir
+from magiccards.telemetry import openvino
 
 from . import onnx_export, openvino_export, parity
 from .graph import ExportError, load_graph
@@ -49,6 +56,20 @@ def refresh_if_foreign(model: ModelDir, log) -> None:
     shutil.rmtree(exports)
 
 
+def _import_runtimes(precision: str) -> None:
+    """Import the libraries an export uses with Ctrl-C held back: some swallow a KeyboardInterrupt met while
+    they import and go on (a traceback, then a finished export); held, it arrives once they are loaded."""
+    with signals_held():
+        import gluoncv.utils.metrics  # noqa: F401 - the parity check's mAP
+        import mxnet  # noqa: F401
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        openvino()
+        if precision == "int8":
+            import nncf  # noqa: F401
+
+
 def _record(model: ModelDir, entry: dict) -> list[dict]:
     records = [r for r in model.parity_records()
                if (r.get("format"), r.get("precision")) != (entry["format"], entry["precision"])]
@@ -63,27 +84,30 @@ def _write(model: ModelDir, export_format: str, precision: str, calibration, log
     """Write one export. INT8 is quantised once, on the ONNX graph (NNCF's ONNX backend: the NNCF that
     installs beside MXNet's NumPy predates OpenVINO 2026's API); OpenVINO then reads the quantised
     graph's QuantizeLinear/DequantizeLinear pairs and runs those layers in INT8."""
-    target = model.export_file(export_format, precision)
+    final = model.export_file(export_format, precision)
     graph = load_graph(model)
     scratch = Path(tempfile.mkdtemp(prefix="magiccards-export-"))
     try:
-        onnx_file = target if (export_format, precision) == ("onnx", "fp32") else scratch / "model.onnx"
-        onnx_export.write_onnx(model, graph, onnx_file)
-        if precision == "int8":
-            from .quantize import quantize_onnx
+        with writing(f"the export {final.parent}"), atomic_path(final.parent) as staging:
+            staging.mkdir()
+            target = staging / final.name
+            onnx_file = target if (export_format, precision) == ("onnx", "fp32") else scratch / "model.onnx"
+            onnx_export.write_onnx(model, graph, onnx_file)
+            if precision == "int8":
+                from .quantize import quantize_onnx
 
-            samples = calibration()
-            log(f"calibrating INT8 on {len(samples)} images")
-            quantized = target if export_format == "onnx" else scratch / "model-int8.onnx"
-            quantize_onnx(onnx_file, quantized, model, samples)
-            onnx_file = quantized
-        if (export_format, precision) == ("onnx", "fp16"):
-            onnx_export.to_fp16(onnx_file, target)
-        elif export_format == "openvino":
-            openvino_export.save_ir(openvino_export.read_onnx(onnx_file), target, fp16=precision == "fp16")
+                samples = calibration()
+                log(f"calibrating INT8 on {len(samples)} images")
+                quantized = target if export_format == "onnx" else scratch / "model-int8.onnx"
+                quantize_onnx(onnx_file, quantized, model, samples)
+                onnx_file = quantized
+            if (export_format, precision) == ("onnx", "fp16"):
+                onnx_export.to_fp16(onnx_file, target)
+            elif export_format == "openvino":
+                openvino_export.save_ir(openvino_export.read_onnx(onnx_file), target, fp16=precision == "fp16")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return target
+    return final
 
 
 def export(model_path: Path, export_format: str, precision: str = "fp32", validation: Path | None = None,
@@ -96,6 +120,7 @@ def export(model_path: Path, export_format: str, precision: str = "fp32", valida
     if images < 1:
         raise ExportError(f"--images must be at least 1 (got {images})")
     model = _open(model_path)
+    _import_runtimes(precision)
     # find every input before the work starts: a missing calibration set is one line, not a lost minute
     validation_rec = find_records(model, validation, "the parity check (--validation REC)")
     calibration_rec = None
@@ -128,6 +153,7 @@ def check(model: ModelDir, export_format: str, precision: str, samples) -> dict:
     exported = Predictor(model, backend=f"{runtime}:{precision}")
     entry = {"format": export_format, "precision": precision, "runtime": runtime,
              "file": str(model.export_file(export_format, precision).relative_to(model.exports_dir)),
-             "ran_at": exported.backend.ran_at, "params_sha256": model.params_digest()}
+             "ran_at": exported.backend.ran_at, "params_sha256": model.params_digest(),
+             "files_sha256": model.export_digests(export_format, precision)}
     entry.update(parity.compare(reference, exported, samples, precision))
     return entry

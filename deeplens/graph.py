@@ -48,8 +48,15 @@ def load_graph(model: ModelDir) -> Graph:
     """The model directory's symbol and parameters, with fixed gammas set to the 1 MXNet computes with."""
     import mxnet as mx
 
-    symbol = mx.sym.load(str(model.symbol_file))
-    loaded = mx.nd.load(str(model.params_file))
+    try:
+        symbol = mx.sym.load(str(model.symbol_file))
+    except mx.base.MXNetError as e:
+        raise ExportError(f"{model.symbol_file} cannot be loaded by MXNet ({_last_line(e)})") from None
+    try:
+        loaded = mx.nd.load(str(model.params_file))
+    except mx.base.MXNetError as e:
+        raise ExportError(f"{model.params_file} cannot be loaded by MXNet (cut short or not parameters: "
+                          f"{_last_line(e)})") from None
     arg = {k.split(":", 1)[1]: v for k, v in loaded.items() if k.startswith("arg:")}
     aux = {k.split(":", 1)[1]: v for k, v in loaded.items() if k.startswith("aux:")}
     if not arg and not aux:  # saved by gluon's export without prefixes
@@ -64,6 +71,11 @@ def load_graph(model: ModelDir) -> Graph:
                 arg[gamma] = mx.nd.ones_like(arg[gamma])
     c, h, w = model.input_shape
     return Graph(symbol, arg, aux, (1, c, h, w))
+
+
+def _last_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:200]
 
 
 def _nodes(symbol) -> list[dict]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from magiccards.aws import S3Uri
 from magiccards.errors import UserError
 from magiccards.files import atomic_paths, write_text_atomic, writing
-from magiccards.model_dir import EXPORT_FORMATS, PARITY, ModelDir, open_model_dir
+from magiccards.model_dir import EXPORT_FILES, EXPORT_FORMATS, PARITY, ModelDir, open_model_dir
 
 RECIPE_FORMAT = "2020-01-25"
 ARTIFACT = "magiccards-edge"
@@ -53,7 +53,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 LIFECYCLE_STEPS = {"Setenv", "Install", "Run", "Startup", "Shutdown", "Recover", "Bootstrap"}
 PLATFORM_OS = {"linux", "windows", "darwin", "*"}
-EXPORT_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
 RUNTIME_PACKAGES = ("numpy", "pillow", "opencv-python-headless", "tqdm")
 
 
@@ -105,7 +104,7 @@ def choose_export(model: ModelDir, wanted: str | None, log, validation: Path | N
         fmt, precision = found[0] if found else ("onnx", "fp32")
     if (fmt, precision) not in passed_exports(model) or not model.export_file(fmt, precision).is_file():
         failed = [r for r in model.parity_records() if (r.get("format"), r.get("precision")) == (fmt, precision)
-                  and r.get("params_sha256") == model.params_digest() and r.get("passed") is False]
+                  and model.record_matches(r) and r.get("passed") is False]
         if failed and model.export_file(fmt, precision).is_file():
             raise GreengrassError(f"the {fmt} {precision} export of {model.path} failed its parity check "
                                   "(exports/parity.json): choose another with --export, e.g. onnx:fp32")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magiccards.files import write_text_atomic
+from magiccards.files import atomic_path, write_text_atomic
 from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
 
 from .graph import ExportError, Graph, anchors, detection_heads
@@ -65,8 +65,8 @@ def write_onnx(model: ModelDir, graph: Graph, path: Path) -> list[str]:
         return ["class scores (logits)"]
     heads, anchors_symbol, rules = detection_heads(graph)
     _export(graph, heads, path)
-    model.exports_dir.mkdir(parents=True, exist_ok=True)
-    np.save(model.exports_dir / ANCHORS, anchors(graph, anchors_symbol).astype(np.float32))
+    with atomic_path(model.exports_dir / ANCHORS) as tmp, open(tmp, "wb") as f:
+        np.save(f, anchors(graph, anchors_symbol).astype(np.float32))
     write_text_atomic(model.exports_dir / DECODE_RULES, json.dumps(rules.as_json(), indent=1))
     return ["class probabilities (background first)", "box offsets"]
 

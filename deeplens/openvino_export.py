@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from magiccards.telemetry import openvino
+
 from .graph import ExportError
 
 
 def read_onnx(onnx_file: Path):
-    """The OpenVINO model of an ONNX file."""
-    import openvino as ov
-
+    """The OpenVINO model of an ONNX file (OpenVINO's usage telemetry turned off first: telemetry.py)."""
+    ov = openvino()
     try:
         return ov.convert_model(str(onnx_file))
     except Exception as e:  # OpenVINO's conversion errors are its own C++ types
@@ -22,7 +23,10 @@ def read_onnx(onnx_file: Path):
 
 def save_ir(ov_model, xml_file: Path, fp16: bool) -> None:
     """Write model.xml + model.bin; `fp16` stores the weights in half precision."""
-    import openvino as ov
+    ov = openvino()
 
     xml_file.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(ov_model, str(xml_file), compress_to_fp16=fp16)
+    try:
+        ov.save_model(ov_model, str(xml_file), compress_to_fp16=fp16)
+    except RuntimeError as e:  # OpenVINO's own error for a file it cannot write (a full disk...)
+        raise ExportError(f"OpenVINO cannot write {xml_file}: {str(e).strip().splitlines()[-1][:300]}") from None

@@ -42,6 +42,9 @@ def _folded(source: Path, scratch: Path) -> Path:
 
 def quantize_onnx(source: Path, target: Path, model: ModelDir, samples: list[Sample]) -> None:
     """Write the INT8 version of the ONNX file `source` to `target`, calibrated on `samples`."""
+    from magiccards.telemetry import opt_out
+
+    opt_out()  # before NNCF is imported: it starts OpenVINO's telemetry sender
     import nncf
     import onnx
 

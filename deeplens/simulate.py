@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from magiccards.files import write_bytes_atomic, writing
+from magiccards.telemetry import opt_out
 
 from .graph import ExportError
 from .model_optimizer import SETUP, find_mo
@@ -56,6 +57,7 @@ def simulate(function: Path, archive: Path, frames: Path, out: Path, max_frames:
     published messages (also in out/published.jsonl; the last annotated frame in out/annotated.jpg)."""
     if find_mo() is None:
         raise ExportError(f"the simulation converts the model with the Model Optimizer, which is not installed: {SETUP}")
+    opt_out()  # the simulated device's awscam imports OpenVINO
     function, frames, out = (Path(p).resolve() for p in (function, frames, out))  # the function runs in its folder
     if not (function / "lambda_function.py").is_file() or not (function / "config.json").is_file():
         raise ExportError(f"{function} is not a Lambda folder (make it with `magiccards deeplens lambda`)")

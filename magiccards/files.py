@@ -10,6 +10,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
-        if tmp.is_dir() and path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with signals_held():  # a folder is swapped in two steps: never cut between them
+            if tmp.is_dir() and path.is_dir():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
@@ -67,12 +69,21 @@ def atomic_paths(*paths: Path) -> Iterator[list[Path]]:
 
 @contextlib.contextmanager
 def signals_held(signals=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Hold back `signals` (delivered when the block ends): for the few steps that must not be cut apart."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    """Hold back `signals` until the block ends, then deliver the first that came: for the few steps that must
+    not be cut apart. The Python handlers are swapped (a signal mask would not do: the process's other threads,
+    OpenBLAS's for one, would still take the signal and Python would act on it in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set in the main thread, where Python acts on signals anyway
+        return
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in signals}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if received:
+            signal.raise_signal(received[0])  # now, with the handler it would have met
 
 
 # what a full disk, a quota, a read-only or immutable target, or a path through a file looks like

@@ -7,7 +7,9 @@
     model-card.json                               task, network, input, normalisation, classes, metrics, data sizes
     training-state.params                         Gluon parameters by name (incremental training, transfer)
     exports/<format>-<precision>/model.onnx|.xml  ONNX / OpenVINO exports (`magiccards export`)
-    exports/parity.json                           one parity record per export (serve/'s `auto` reads it)
+    exports/parity.json                           one parity record per export (serve/'s `auto` reads it), naming
+                                                  the SHA-256 of every file it judged: a record whose files
+                                                  changed since (a cut re-export, another symbol) is ignored
     exports/decode.json, exports/anchors.npy      a detector's graph tail, replayed by serve/detection_decode
 
 The prefixes are the built-in algorithms' names: `image-classification` and `model_algo_1` (detection).
@@ -21,7 +23,9 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -42,11 +46,13 @@ ARCHIVE = "model.tar.gz"
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 EXPORT_FORMATS = {"onnx": ("onnxruntime", "model.onnx"), "openvino": ("openvino", "model.xml")}
+EXPORT_FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}  # the files of one export
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY = "parity.json"
 DECODE_RULES = "decode.json"
 ANCHORS = "anchors.npy"
 # a model.tar.gz larger than this once unpacked is refused (a tar bomb); MAGICCARDS_MAX_MODEL_BYTES overrides
+SIMPLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 MAX_UNPACKED_BYTES = int(os.environ.get("MAGICCARDS_MAX_MODEL_BYTES", 8 << 30))
 
@@ -95,17 +101,33 @@ class ModelDir:
         return self.exports_dir / f"{export_format}-{precision}" / EXPORT_FORMATS[export_format][1]
 
     def params_digest(self) -> str:
-        """SHA-256 of the parameters: an export records it, so that one left from another model is seen.
-        Computed once per file version (path, size, modification time) in a process."""
-        stat = self.params_file.stat()
-        key = (str(self.params_file.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _DIGESTS:
-            digest = hashlib.sha256()
-            with open(self.params_file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            _DIGESTS[key] = digest.hexdigest()
-        return _DIGESTS[key]
+        """SHA-256 of the parameters: exports/ records it, so that exports left from another model are seen."""
+        return file_sha256(self.params_file)
+
+    def export_parts(self, export_format: str, precision: str) -> list[Path]:
+        """The files one export is made of: its own (model.onnx, or model.xml and model.bin) and, for a
+        detector, the anchors and decoding rules its tail runs with."""
+        folder = self.export_file(export_format, precision).parent
+        parts = [folder / name for name in EXPORT_FILES[export_format]]
+        return parts + ([self.exports_dir / ANCHORS, self.exports_dir / DECODE_RULES] if self.task == "detection" else [])
+
+    def export_digests(self, export_format: str, precision: str) -> dict[str, str] | None:
+        """{path in the model directory: SHA-256} of everything a parity check of this export judged: the
+        export's parts and the network it was made from (symbol, parameters, classes). None when a part is
+        missing."""
+        files = [*self.export_parts(export_format, precision), self.symbol_file, self.params_file,
+                 self.path / CLASSES]
+        try:
+            return {str(f.relative_to(self.path)): file_sha256(f) for f in files}
+        except OSError:
+            return None
+
+    def record_matches(self, record: dict) -> bool:
+        """Whether a parity record was made on exactly the files there now."""
+        fmt, precision = record.get("format"), record.get("precision")
+        if fmt not in EXPORT_FILES or precision not in PRECISIONS or not record.get("files_sha256"):
+            return False
+        return record["files_sha256"] == self.export_digests(fmt, precision)
 
     def parity_records(self) -> list[dict]:
         """The parity records of exports/parity.json (an empty list when there are none or it is unreadable)."""
@@ -121,6 +143,19 @@ class ModelDir:
         if not self.exports_dir.is_dir():
             return []
         return sorted(p for p in self.exports_dir.rglob("*") if p.is_file())
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, computed once per version of it (path, size, modification time) in a process."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def write_metadata(folder: Path, *, task: str, network: str, classes: list[str], input_shape: tuple[int, int, int],
@@ -187,6 +222,8 @@ def _find_root(folder: Path) -> Path | None:
 
 
 def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
+    """Open a model directory, checking that its files agree with each other (the card's fields, the classes
+    and the network's outputs); each disagreement is one ModelDirError naming the file."""
     try:
         card = json.loads((root / CARD).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -196,7 +233,12 @@ def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
     task = card.get("task")
     if task not in PREFIX:
         raise ModelDirError(f"{root / CARD} names task {task!r}; expected classification or detection")
-    prefix, epoch = card.get("prefix", PREFIX[task]), int(card.get("epoch", 0))
+    prefix, epoch = card.get("prefix", PREFIX[task]), card.get("epoch", 0)
+    if not isinstance(prefix, str) or not SIMPLE_NAME.match(prefix):
+        raise ModelDirError(f"{root / CARD}: prefix {str(prefix)[:80]!r} is not a file name prefix in the model "
+                            f"directory (letters, digits, . _ -; no path): expected {PREFIX[task]!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= 9999:
+        raise ModelDirError(f"{root / CARD}: epoch {str(epoch)[:20]!r} is not a whole number from 0 to 9999")
     wanted = [CLASSES, f"{prefix}-symbol.json", f"{prefix}-{epoch:04d}.params", *require]
     missing = [name for name in wanted if not (root / name).is_file()]
     if missing:
@@ -206,11 +248,42 @@ def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
         shape = [int(v) for v in card["input"]["shape"]]
         mean = tuple(float(v) for v in card["input"].get("mean", MEAN))
         std = tuple(float(v) for v in card["input"].get("std", STD))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise ModelDirError(f"{root / CARD} has no usable input shape ('input': {{'shape': [1, 3, H, W]}})") from None
+    if len(shape) != 4 or shape[1] != 3 or not all(8 <= v <= 4096 for v in shape[2:]) or len(mean) != 3 \
+            or len(std) != 3 or not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise ModelDirError(f"{root / CARD}: input shape {shape} (or its mean and std) is not a network input "
+                            "[1, 3, H, W] with H and W from 8 to 4096, three means and three positive stds")
     classes = read_classes(root / CLASSES)
+    outputs = network_classes(root / f"{prefix}-symbol.json", task)
+    if outputs is not None and outputs != len(classes):
+        raise ModelDirError(f"{root / CLASSES} names {len(classes)} classes, but the network in "
+                            f"{prefix}-symbol.json has {outputs}: the files come from different models")
     return ModelDir(root, task, str(card.get("network", "")), prefix, epoch, tuple(classes), tuple(shape[-3:]),
                     mean, std, card)
+
+
+def network_classes(symbol_file: Path, task: str) -> int | None:
+    """How many classes the network of an MXNet symbol file answers, read from the graph (no MXNet): a
+    classifier ending in a dense layer, its width; a GluonCV SSD, its class predictions' width less the
+    background. None when the graph does not say. ModelDirError for a file that is not a symbol."""
+    try:
+        graph = json.loads(Path(symbol_file).read_text())
+        nodes, heads = graph["nodes"], graph["heads"]
+        if task == "classification":
+            head = nodes[heads[0][0]]
+            return int(head["attrs"]["num_hidden"]) if head["op"] == "FullyConnected" else None
+        softmaxes = [n for n in nodes if n["op"] in ("softmax", "SoftmaxActivation")]
+        if not softmaxes:
+            return None
+        reshape = nodes[softmaxes[-1]["inputs"][0][0]]
+        if reshape["op"] != "Reshape":
+            return None
+        return int(reshape["attrs"]["shape"].strip("()").split(",")[-1]) - 1
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelDirError(f"{symbol_file} is not an MXNet symbol file (cut short?): {str(e)[:120]}") from None
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ModelDirError(f"{symbol_file} is not an MXNet symbol file: it lacks nodes and heads") from None
 
 
 def _is_tar_name(name: str) -> bool:

@@ -51,7 +51,8 @@ class MXNetBackend:
                 self._net = mx.gluon.SymbolBlock.imports(str(model.symbol_file), ["data"], str(model.params_file),
                                                          ctx=mx.cpu())
         except (mx.base.MXNetError, AssertionError, ValueError, OSError) as e:
-            raise BackendError(f"the model in {model.path} cannot be loaded by MXNet: {_last_line(e)}") from None
+            raise BackendError(f"{model.params_file} cannot be loaded by MXNet with {model.symbol_file.name} (cut "
+                               f"short, or from another model?): {_last_line(e)}") from None
         self._net.hybridize(static_alloc=True, static_shape=True)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -83,13 +84,10 @@ def _format_of(runtime: str) -> str:
 
 
 def passed_exports(model: ModelDir) -> set[tuple[str, str]]:
-    """(format, precision) of the exports whose parity record passed, for these very parameters."""
-    records = model.parity_records()
-    if not records:
-        return set()
-    digest = model.params_digest()
-    return {(e.get("format"), e.get("precision")) for e in records
-            if e.get("passed") is True and e.get("params_sha256") == digest}
+    """(format, precision) of the exports whose parity record passed, made on the very files there now
+    (the export's, the symbol's, the parameters')."""
+    return {(e.get("format"), e.get("precision")) for e in model.parity_records()
+            if e.get("passed") is True and model.record_matches(e)}
 
 
 def available(model: ModelDir) -> list[tuple[str, str]]:

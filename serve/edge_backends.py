@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
+from magiccards.telemetry import openvino
 
 from .detection_decode import decode, load_rules
 from .runtime import BackendError, threads_given
@@ -78,7 +79,7 @@ def openvino_precision(precision: str) -> str:
     own half precision for fp16 (bf16 where the CPU has it, which OpenVINO would pick silently anyway)."""
     if precision != "fp16":
         return "f32"
-    import openvino as ov
+    ov = openvino()
 
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return "bf16" if "BF16" in capabilities else ("f16" if "FP16" in capabilities else "f32")
@@ -89,7 +90,7 @@ class OpenVinoBackend(_ExportBackend):
 
     def __init__(self, model: ModelDir, precision: str = "fp32", threads: int | None = None):
         super().__init__(model, precision)
-        import openvino as ov
+        ov = openvino()
 
         # OpenVINO picks bf16 on CPUs that have it: ask for the precision the export was checked at
         config = {"INFERENCE_NUM_THREADS": threads or threads_given(),

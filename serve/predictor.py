@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magiccards.model_dir import HYPERPARAMETERS, ModelDir, open_model_dir
+from magiccards.errors import ModelDirError
+from magiccards.model_dir import CLASSES, HYPERPARAMETERS, ModelDir, open_model_dir
 
 from . import backends
 from .preprocess import network_input
@@ -79,7 +80,10 @@ class Predictor:
         self.task, self.classes = self.model.task, list(self.model.classes)
         self.backend = backends.select(self.model, backend, threads)
         self._resize = _resize_hyperparameter(self.model)
-        self.predict([np.zeros((self.model.input_shape[1], self.model.input_shape[2], 3), np.uint8)])  # warm up
+        warm = self.predict([np.zeros((self.model.input_shape[1], self.model.input_shape[2], 3), np.uint8)])
+        if self.task == "classification" and len(warm[0].probabilities) != len(self.classes):
+            raise ModelDirError(f"{self.model.path / CLASSES} names {len(self.classes)} classes, but the network "
+                                f"answers {len(warm[0].probabilities)}: the files come from different models")
 
     def describe(self) -> str:
         c, h, w = self.model.input_shape

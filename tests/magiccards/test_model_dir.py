@@ -13,7 +13,9 @@ def _model(folder, task="detection", classes=("ace", "king")):
     md.write_metadata(folder, task=task, network="ssd_300_mobilenet0.25", classes=list(classes),
                       input_shape=(3, 256, 256), hyperparameters={"epochs": "3"}, metrics={"validation_map": 0.5},
                       dataset_sizes={"train": 10, "validation": 2}, framework={"mxnet": "1.9.1"})
-    (folder / md.symbol_name(task)).write_text("{}")
+    # a graph that says nothing of its classes (a data node only): the class count is not checked against it
+    (folder / md.symbol_name(task)).write_text(json.dumps({"nodes": [{"op": "null", "name": "data", "inputs": []}],
+                                                           "heads": [[0, 0, 0]]}))
     (folder / md.params_name(task)).write_bytes(b"\0" * 16)
     (folder / md.TRAINING_STATE).write_bytes(b"\0" * 16)
     return folder
@@ -113,3 +115,16 @@ def test_an_archive_too_large_once_unpacked_is_refused(tmp_path):
     archive = _tar(_model(tmp_path / "model"), tmp_path / "model.tar.gz")
     with pytest.raises(ModelDirError, match="would unpack to"):
         md.unpack(archive, tmp_path / "out", max_bytes=10)
+
+
+def test_a_detector_whose_classes_disagree_with_its_graph_is_refused(tmp_path):
+    """The shipped base detector answers one class ('card'): a classes.txt of two is another model's."""
+    import shutil
+    from pathlib import Path
+    base = Path(md.__file__).resolve().parents[1] / "train" / "base_models" / "ssd_300_mobilenet0.25-card"
+    model = tmp_path / "model"
+    shutil.copytree(base, model)
+    assert md.network_classes(model / "model_algo_1-symbol.json", "detection") == 1
+    (model / md.CLASSES).write_text("card\nback\n")
+    with pytest.raises(ModelDirError, match="names 2 classes, but the network in model_algo_1-symbol.json has 1"):
+        md.open_model_dir(model)

@@ -160,9 +160,10 @@ def test_edge_backends_plug_in_behind_the_same_interface(classifier, packed_card
                          dynamic=True, dynamic_input_shapes=[(None, 3, 32, 32)])
     ov.save_model(ov.convert_model(str(onnx_file)), str(ir_file),
                   compress_to_fp16=False)  # save_model halves the weights unless told not to
-    digest = opened.params_digest()
-    records = [{"format": "onnx", "precision": "fp32", "passed": True, "params_sha256": digest},
-               {"format": "openvino", "precision": "fp32", "passed": False, "params_sha256": digest}]
+    records = [{"format": "onnx", "precision": "fp32", "passed": True,
+                "files_sha256": opened.export_digests("onnx", "fp32")},
+               {"format": "openvino", "precision": "fp32", "passed": False,
+                "files_sha256": opened.export_digests("openvino", "fp32")}]
     (opened.exports_dir / "parity.json").write_text(json.dumps(records))
     images = _validation_images(packed_cards, 6)
     reference = np.array([r.probabilities for r in Predictor(model, backend="mxnet").predict(images)])
@@ -173,7 +174,7 @@ def test_edge_backends_plug_in_behind_the_same_interface(classifier, packed_card
         got = np.array([r.probabilities for r in predictor.predict(images)])
         assert np.abs(got - reference).max() < 1e-4, predictor.backend.name
     # a passed record for other parameters (the model was retrained over the same folder) is not trusted
-    records[0]["params_sha256"] = "0" * 64
+    records[0]["files_sha256"]["image-classification-0000.params"] = "0" * 64
     (opened.exports_dir / "parity.json").write_text(json.dumps(records))
     assert Predictor(model).backend.name == "mxnet"
     with pytest.raises(BackendError, match="--format openvino --precision int8"):
