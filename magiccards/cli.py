@@ -428,7 +428,8 @@ def _add_invoke(sub) -> None:
 
 
 def _run_invoke(args) -> int:
-    from .serve.client import invoke_files, wait_until_ready
+    from .serve.client import check_url, invoke_files, wait_until_ready
+    check_url(args.url)
     if args.wait:
         wait_until_ready(args.url, args.wait)
     invoke_files(args.url, args.images, args.out, score_threshold=args.score_threshold)

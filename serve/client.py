@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -13,11 +14,15 @@ import numpy as np
 from magiccards.errors import UserError
 from magiccards.files import atomic_path, write_text_atomic, writing
 
-from .images import decode_image
-from .predict_files import annotate
+from .images import ImageError, decode_image
+from .predict_files import annotate, output_names
 from .predictor import Classification, Detection
 
 CONTENT_TYPES = {".png": "image/png"}
+
+
+class RefusedImage(UserError):
+    """The endpoint refused this request (a 4xx): the next image may still be answered."""
 
 
 def invoke(url: str, data: bytes, content_type: str = "image/jpeg", timeout: float = 60,
@@ -31,7 +36,8 @@ def invoke(url: str, data: bytes, content_type: str = "image/jpeg", timeout: flo
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
-        raise UserError(f"{url} answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
+        error = RefusedImage if 400 <= e.code < 500 else UserError
+        raise error(f"{url} answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
 
@@ -59,24 +65,50 @@ def as_result(answer, classes: list[str] | None = None):
     return [Detection(int(row[0]), float(row[1]), tuple(row[2:6]), name) for row, name in zip(answer["prediction"], names)]
 
 
+def check_url(url: str) -> None:
+    """Refuse, in one line, a URL this client cannot send to (another scheme, no host)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UserError(f"{url}: the scheme {parts.scheme + '://' if parts.scheme else '(none)'} is not supported; "
+                        "give http://HOST:PORT or https://HOST:PORT of an endpoint")
+    if not parts.hostname:
+        raise UserError(f"{url}: no host; give http://HOST:PORT")
+
+
 def invoke_files(url: str, images: list[Path], out: Path, score_threshold: float = 0.3, log=print) -> int:
-    """Send each image to the endpoint; write `<name>.json` (the answer) and `<name>.jpg` (drawn)."""
+    """Send each image to the endpoint; write `<name>.json` (the answer) and `<name>.jpg` (drawn). An image
+    that cannot be read or that the endpoint refuses is reported and skipped; the others go on. Returns how
+    many were answered; UserError when none was, or when the endpoint cannot be reached at all."""
+    check_url(url)
     with writing(f"the output folder {out}"):
         out.mkdir(parents=True, exist_ok=True)
+    stems, notes = output_names(images)
+    for note in notes:
+        log(note)
+    answered, failed = 0, []
     for path in images:
         try:
             data = Path(path).read_bytes()
-        except OSError as e:
-            raise UserError(f"cannot read {path}: {e.strerror}") from None
-        answer = invoke(url, data, CONTENT_TYPES.get(Path(path).suffix.lower(), "image/jpeg"),
-                        score_threshold=score_threshold)
+            pixels = decode_image(data)
+            answer = invoke(url, data, CONTENT_TYPES.get(Path(path).suffix.lower(), "image/jpeg"),
+                            score_threshold=score_threshold)
+        except (OSError, ImageError, RefusedImage) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log(f"skipped {path}: {reason}")
+            failed.append(path)
+            continue
         result = as_result(answer)
         task = "classification" if isinstance(result, Classification) else "detection"
-        pixels = decode_image(data)
+        stem = stems[path]
         with writing(f"the output folder {out}"):
-            write_text_atomic(out / f"{Path(path).stem}.json", json.dumps(answer, indent=1))
-            with atomic_path(out / f"{Path(path).stem}.jpg") as tmp:
+            write_text_atomic(out / f"{stem}.json", json.dumps(answer, indent=1))
+            with atomic_path(out / f"{stem}.jpg") as tmp:
                 annotate(np.asarray(pixels), result, task).save(tmp, "JPEG", quality=90)
+        answered += 1
         found = len(result) if task == "detection" else result.top(1)[0][0]
-        log(f"{path}: {found if task == 'classification' else f'{found} box(es)'} -> {out / (Path(path).stem + '.jpg')}")
-    return len(images)
+        log(f"{path}: {found if task == 'classification' else f'{found} box(es)'} -> {out / (stem + '.jpg')}")
+    if failed and not answered:
+        raise UserError(f"none of the {len(images)} image(s) was answered (see above)")
+    if failed:
+        log(f"{answered} answered, {len(failed)} skipped")
+    return answered

@@ -1,7 +1,9 @@
 """`magiccards predict MODEL_DIR INPUT... --out DIR`: images, folders, a video file or a camera.
 
 Each image gives `<name>.jpg` (annotated: boxes, names and scores, or the top classes) and `<name>.json`
-(the result in the server's format, with class names). A video or a camera gives one annotated JPEG
+(the result in the server's format, with class names). `<name>` is the file's name without its suffix;
+inputs that share one (`a/p.jpg b/p.jpg`, `p.jpg p.png`) get their folders in it (`a__p`, `b__p`), or a
+suffix, so no answer overwrites another, and the renaming is said. A video or a camera gives one annotated JPEG
 per frame predicted, in a folder of its name, and one JSON listing every frame.
 """
 from __future__ import annotations
@@ -57,6 +59,37 @@ def annotate(image: np.ndarray, result, task: str, top_k: int = 3) -> Image.Imag
     return picture
 
 
+def output_names(paths: list[Path]) -> tuple[dict[Path, str], list[str]]:
+    """{input: output stem}, unique, and a line for each input that could not keep its plain stem. Inputs
+    sharing a stem get their nearest folders in front (joined with __: a/p.jpg, b/p.jpg -> a__p, b__p), as
+    few as tell them apart; those the folders cannot tell apart (p.jpg and p.png) get -2, -3..."""
+    paths = [Path(p) for p in paths]
+    names = {p: p.stem for p in paths}
+    groups: dict[str, list[Path]] = {}
+    for p in paths:
+        groups.setdefault(p.stem, []).append(p)
+    for stem, group in groups.items():
+        if len(group) < 2:
+            continue
+        folders = [p.absolute().parent.parts for p in group]
+        distinct = len(set(folders))  # what folders can tell apart at most
+        if distinct < 2:
+            continue
+        for depth in range(1, max(len(f) for f in folders) + 1):
+            tried = ["__".join([*f[len(f) - depth:], stem]) for f in folders]
+            if len(set(tried)) == distinct:
+                names.update(zip(group, tried))
+                break
+    seen: dict[str, int] = {}
+    for p in paths:
+        seen[names[p]] = seen.get(names[p], 0) + 1
+        if seen[names[p]] > 1:
+            names[p] = f"{names[p]}-{seen[names[p]]}"
+    notes = [f"{p} shares its name with another input: written as {names[p]}.jpg and .json"
+             for p in paths if names[p] != p.stem]
+    return names, notes
+
+
 def _image_files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
@@ -104,6 +137,9 @@ def predict_inputs(predictor: Predictor, inputs: list[str], out: Path, score_thr
         else:
             images += _image_files(path)
     task = predictor.task
+    stems, notes = output_names(images)
+    for note in notes:
+        log(note)
     for path in tqdm(images, desc="predict", unit="image", disable=None if progress else True):
         try:
             image = decode_image(path.read_bytes())
@@ -112,7 +148,7 @@ def predict_inputs(predictor: Predictor, inputs: list[str], out: Path, score_thr
             counts["skipped"] += 1
             continue
         result = predictor.predict([image], score_threshold=score_threshold, top_k=None)[0]
-        _write(out / path.stem, image, result, task, top_k)
+        _write(out / stems[path], image, result, task, top_k)
         counts["images"] += 1
     for video in videos:
         name = f"camera-{video}" if str(video).isdigit() else Path(video).stem
