@@ -5,19 +5,35 @@ SageMaker writes a job's log to the group /aws/sagemaker/TrainingJobs, one strea
 """
 from __future__ import annotations
 
+import re
 import time
 
-from magiccards.aws import calling
+from magiccards.aws import aws_error, calling
 from magiccards.errors import TrainingFailed, UserError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName pattern
+
+
+def check_job_name(name: str) -> None:
+    """Refuse, before any call, a name no training job can have."""
+    if not JOB_NAME.match(name or ""):
+        raise UserError(f"{name!r} is not a training job name (1 to 63 letters, digits and hyphens, starting with a "
+                        "letter or digit): `magiccards jobs` lists them")
+
+
 def describe(sagemaker, name: str) -> dict:
-    """DescribeTrainingJob; a job that does not exist is one line."""
+    """DescribeTrainingJob; a job that does not exist, a bad name, an unreachable endpoint: one line each."""
+    from botocore.exceptions import BotoCoreError
+
+    check_job_name(name)
     try:
         return sagemaker.describe_training_job(TrainingJobName=name)
+    except BotoCoreError as e:  # cannot reach the endpoint, no credentials...
+        raise aws_error(f"describing training job {name}", e) from None
     except sagemaker.exceptions.ClientError as e:
         error = e.response.get("Error", {})
         text = error.get("Message", "").lower()

@@ -90,6 +90,10 @@ class JobPlan:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+MAX_INSTANCES = 100
+MAX_RUNTIME = 28 * 24 * 3600
+
+
 def channels_of_upload(data: str, distribution: str = "FullyReplicated") -> list[Channel]:
     """The channels `magiccards upload` laid out under `data` (train, validation, classes)."""
     prefix = S3Uri.parse(data.rstrip("/"), "--data")
@@ -167,6 +171,18 @@ def check_offline(plan: JobPlan) -> None:
             raise UserError(f"--max-wait {plan.max_wait} s must be at least --max-runtime {plan.max_runtime} s")
     if plan.checkpoint_uri:
         S3Uri.parse(plan.checkpoint_uri, "--checkpoint-s3")
+    if not 1 <= plan.instance_count <= MAX_INSTANCES:
+        raise UserError(f"--instance-count {plan.instance_count}: from 1 to {MAX_INSTANCES} (a larger job needs a "
+                        "raised SageMaker quota first; this limit only catches a typo)")
+    if not 1 <= plan.volume_gb <= 16384:
+        raise UserError(f"--volume-size {plan.volume_gb}: from 1 to 16384 GB")
+    if not 1 <= plan.max_runtime <= MAX_RUNTIME:
+        raise UserError(f"--max-runtime {plan.max_runtime} s: from 1 s to {MAX_RUNTIME} s (28 days, SageMaker's limit)")
+    # the request as it will be sent, with stand-ins for what only the account can tell (role ARN, image URI):
+    # every field botocore's model describes is checked here, before any call
+    validate_request("sagemaker", "CreateTrainingJob", build_request(
+        plan, "arn:aws:iam::000000000000:role/offline-check",
+        plan.image or ecr_image_uri("000000000000", "us-east-1", "magiccards", "cpu")))
 
 
 def _role_arn(session, role: str) -> str:

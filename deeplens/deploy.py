@@ -135,6 +135,13 @@ def deploy(source: str, bucket: str | None = None, validation: Path | None = Non
                 from botocore.exceptions import NoRegionError
                 raise NoRegionError()
             account = session.client("sts").get_caller_identity()["Account"]
+            try:  # before anything is packaged or uploaded
+                role_arn = role if role.startswith("arn:") else session.client("iam").get_role(RoleName=role)["Role"]["Arn"]
+            except ClientError as e:
+                if e.response.get("Error", {}).get("Code") == "NoSuchEntity":
+                    raise ExportError(f"IAM role {role} does not exist in account {account}: the DeepLens console "
+                                      "creates it on first use (or pass --role with another role's name or ARN)") from None
+                raise
             model_path = Path(source)
             job = None
             if not model_path.exists():
@@ -155,13 +162,6 @@ def deploy(source: str, bucket: str | None = None, validation: Path | None = Non
             key = f"models/{name}/{archive.name}"
             s3.upload_file(str(archive), bucket, key)
             log(f"uploaded s3://{bucket}/{key}")
-            try:
-                role_arn = role if role.startswith("arn:") else session.client("iam").get_role(RoleName=role)["Role"]["Arn"]
-            except ClientError as e:
-                if e.response.get("Error", {}).get("Code") == "NoSuchEntity":
-                    raise ExportError(f"IAM role {role} does not exist in account {account}: the DeepLens console "
-                                      "creates it on first use (or pass --role with another role's name or ARN)") from None
-                raise
             folder = write_lambda(model.path, scratch / "lambda", score_threshold=score_threshold, name=model.prefix)
             code = zip_lambda(folder, scratch / "lambda.zip").read_bytes()
             function = function or f"{PREFIX}{re.sub(r'[^A-Za-z0-9-_]+', '-', name)}"[:64]

@@ -116,6 +116,8 @@ def save_checkpoint(device: DeviceGraph, folder: Path, name: str, epoch: int) ->
 def package(model_path: Path, out: Path, validation: Path | None = None, images: int = PARITY_IMAGES,
             name: str | None = None, log=print) -> dict:
     """Write the DeepLens archive of the model at `model_path` to `out`; returns its manifest."""
+    if images < 1:
+        raise ExportError(f"--images must be at least 1 (got {images})")
     model = open_model_dir(Path(model_path))
     out = Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
@@ -129,7 +131,13 @@ def package(model_path: Path, out: Path, validation: Path | None = None, images:
     value = manifest(model, device, name, parity)
     with writing(f"the package {out}"), tempfile.TemporaryDirectory(prefix="magiccards-deeplens-") as scratch:
         folder = Path(scratch)
-        save_checkpoint(device, folder, name, model.epoch)
+        import mxnet as mx
+
+        try:
+            save_checkpoint(device, folder, name, model.epoch)
+        except mx.base.MXNetError:  # MXNet's own word for a write that failed (a full disk, a quota)
+            raise ExportError(f"cannot write the package {out}: the temporary folder ran out of space while the "
+                              "graph was saved (free some, or set TMPDIR to a larger disk)") from None
         (folder / MANIFEST).write_text(json.dumps(value, indent=1))
         with atomic_path(out) as tmp:
             with tarfile.open(tmp, "w:gz") as tar:

@@ -185,11 +185,13 @@ def _add_weights(sub) -> None:
 
 
 def _run_weights(args) -> int:
+    from .files import writing
     from .train import weights
     for name in args.names:
-        found = weights.in_folder(name, args.out)
-        if found is None:
-            found = weights.download(name, args.out)
+        with writing(f"the weights folder {args.out}"):
+            found = weights.in_folder(name, args.out)
+            if found is None:
+                found = weights.download(name, args.out)
         print(f"{name}: {found}")
     print(f"use it as the 'pretrained' channel: magiccards train DATA --pretrained {args.out} ...")
     return 0

@@ -193,3 +193,18 @@ def test_ctrl_c_at_any_moment_of_an_export_leaves_the_old_state_and_no_traceback
         int8 = after.export_file("openvino", "int8")
         assert not int8.exists() or int8.with_suffix(".bin").exists()  # whole, or not there
     assert set(outcomes) & {130, -signal.SIGINT}, outcomes
+
+
+def test_package_and_weights_bad_arguments_and_a_full_disk_are_one_line(classifier, tmp_path):
+    validation = classifier.parent / "input" / "data" / "validation"
+    done = run_cli("deeplens", "package", classifier, "--out", tmp_path / "p.tar.gz", "--images", "-1")
+    assert done.returncode == 1 and "--images must be at least 1 (got -1)" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "a-file").write_text("x")
+    done = run_cli("weights", "mobilenet0.25", "--out", tmp_path / "a-file" / "weights")
+    assert done.returncode == 1 and "cannot write the weights folder" in done.stderr and "Not a directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-c", CAPPED.format(100_000), "deeplens", "package", str(classifier),
+                           "--out", str(tmp_path / "p.tar.gz"), "--validation", str(validation), "--no-check"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "cannot write the package" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "p.tar.gz").exists() and _leftovers(tmp_path) == []

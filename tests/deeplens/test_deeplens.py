@@ -284,9 +284,13 @@ def test_deploy_uploads_and_creates_and_updates_the_function(trained_classifier,
     assert by_job.model_uri.endswith("models/deeplens-cards-1/deeplens-cards-1.tar.gz") and by_job.version == "1"
     assert any("Import model" in line and by_job.model_uri in line for line in lines)
 
+    s3.delete_object(Bucket="deeplens-cards-test", Key=first.model_uri.split("/", 3)[3])
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="deeplens-cards-test")["Contents"]}
     with pytest.raises(ExportError) as info:
         deploy(str(model), bucket="deeplens-cards-test", role="NoSuchRole", session=session, log=lambda line: None)
     assert "NoSuchRole does not exist" in str(info.value)
+    # the role is checked before anything is packaged or uploaded: no new object
+    assert {o["Key"] for o in s3.list_objects_v2(Bucket="deeplens-cards-test")["Contents"]} == keys
     without_credentials(monkeypatch, tmp_path)
     with pytest.raises(AwsConfigError) as info:
         deploy(str(model), bucket="deeplens-cards-test", session=boto3.session.Session(), log=lambda line: None)
