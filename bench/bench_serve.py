@@ -10,6 +10,12 @@ alternating rounds (best of 3 each):
   the in-process throughput on the same cores. Target: >= 0.9x.
 - memory: the server's resident memory (master and workers) after a warm-up and after 2,000 more
   requests. Target: flat (within 10 %).
+- hostile round: 8 well-behaved clients, quiet, then again (for 30 s at least, past the server's 20 s read
+  deadline) while 4 slow clients trickle a byte every 2 s
+  (headers sent, body never finished; each reconnects when cut off) and one client sends a pixel-bomb
+  batch (8 one-colour 8000 x 8000 PNGs, 84 KB of JSON) every second. The good clients' p99 and error
+  count, and the server's peak memory (sampled every 50 ms), quiet against hostile. Targets: 0 errors
+  for the good clients, p99 <= 3x quiet, peak memory <= 1.5x quiet. (`--hostile-only` runs this alone.)
 """
 from __future__ import annotations
 
@@ -191,6 +197,128 @@ def bench(name: str, model: Path, rec: Path, requests: int, memory_requests: int
     ]
 
 
+def _bomb_batch() -> bytes:
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(buffer, "PNG", optimize=True)
+    return json.dumps([base64.b64encode(buffer.getvalue()).decode()] * 8).encode()
+
+
+def _trickler(port: int, stop: threading.Event, cut: list) -> None:
+    """A slow client: headers, then one byte every 2 s; when the server cuts it off, it comes back."""
+    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 100000\r\n\r\n")
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(head)
+                s.settimeout(2.0)
+                while not stop.is_set():
+                    try:
+                        if s.recv(4096) is not None:
+                            cut.append(1)
+                            break
+                    except TimeoutError:
+                        s.sendall(b"x")
+        except OSError:
+            cut.append(1)
+            time.sleep(0.2)
+
+
+def _bomber(server: "Server", stop: threading.Event, statuses: list) -> None:
+    batch = _bomb_batch()
+    while not stop.is_set():
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            conn.request("POST", "/invocations", body=batch, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            statuses.append(response.status)
+        except OSError:
+            statuses.append(0)
+        finally:
+            conn.close()
+        stop.wait(1.0)
+
+
+def _good_clients(server: "Server", jpegs: list[bytes], requests: int, clients: int = 8) -> dict:
+    """Like _over_http, but counting errors instead of stopping at the first."""
+    latencies, errors, lock = [], [], threading.Lock()
+    per_client = requests // clients
+
+    def client(k):
+        for i in range(per_client):
+            t = time.perf_counter()
+            try:
+                status = server.post(jpegs[(k * per_client + i) % len(jpegs)])
+            except OSError as e:
+                status = str(e)
+            with lock:
+                latencies.append(time.perf_counter() - t)
+                if status != 200:
+                    errors.append(status)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"latencies": latencies, "errors": errors}
+
+
+def _peak_memory(server: "Server", stop: threading.Event, peak: list) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], server.rss_mb())
+        stop.wait(0.05)
+
+
+def hostile(name: str, model: Path, rec: Path, requests: int) -> list[str]:
+    cores = len(os.sched_getaffinity(0))
+    jpegs = _validation_jpegs(rec, 64)
+    server = Server(model, workers=cores)
+    try:
+        _good_clients(server, jpegs, 200)  # warm-up
+        rounds = {}
+        for kind in ("quiet", "hostile"):
+            stop, peak, cut, statuses = threading.Event(), [0.0], [], []
+            helpers = [threading.Thread(target=_peak_memory, args=(server, stop, peak))]
+            if kind == "hostile":
+                helpers += [threading.Thread(target=_trickler, args=(server.port, stop, cut)) for _ in range(4)]
+                helpers += [threading.Thread(target=_bomber, args=(server, stop, statuses))]
+            for t in helpers:
+                t.start()
+            time.sleep(1.0 if kind == "hostile" else 0.0)
+            started, latencies, errors = time.monotonic(), [], []
+            # the hostile round outlasts the server's read deadline (20 s), so the slow clients are cut off
+            while not latencies or (kind == "hostile" and time.monotonic() - started < 30):
+                result = _good_clients(server, jpegs, requests)
+                latencies += result["latencies"]
+                errors += result["errors"]
+            stop.set()
+            p50, p99 = _percentiles(latencies)
+            result = {"p50": p50, "p99": p99, "errors": errors}
+            for t in helpers:
+                t.join(30)
+            rounds[kind] = dict(result, peak=peak[0], cut=len(cut), bombs=statuses)
+    finally:
+        server.stop()
+    quiet, bad = rounds["quiet"], rounds["hostile"]
+    bombs = bad["bombs"]
+    return [
+        (f"{name}: 8 good clients quiet   p50 {quiet['p50']:.1f} ms  p99 {quiet['p99']:.1f} ms  "
+         f"errors {len(quiet['errors'])}  peak memory {quiet['peak']:.0f} MB"),
+        (f"{name}: 8 good clients hostile p50 {bad['p50']:.1f} ms  p99 {bad['p99']:.1f} ms  "
+         f"errors {len(bad['errors'])} (target 0)  peak memory {bad['peak']:.0f} MB; p99 ratio "
+         f"{bad['p99'] / quiet['p99']:.2f}x (target <= 3x), memory ratio {bad['peak'] / quiet['peak']:.2f}x "
+         f"(target <= 1.5x); slow clients cut off {bad['cut']} times, pixel bombs answered "
+         f"{', '.join(f'{bombs.count(c)}x {c}' for c in sorted(set(bombs)))}"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classifier", type=Path, default=DEMO / "cards-job" / "model")
@@ -199,14 +327,19 @@ def main() -> int:
     ap.add_argument("--detector-rec", type=Path, default=DEMO / "scenes-rec" / "validation.rec")
     ap.add_argument("--requests", type=int, default=200, help="requests per latency/throughput measurement")
     ap.add_argument("--memory-requests", type=int, default=2000)
+    ap.add_argument("--hostile-requests", type=int, default=800, help="good clients' requests per hostile round")
+    ap.add_argument("--hostile-only", action="store_true", help="only the hostile round")
     args = ap.parse_args()
     lines = []
     for name, model, rec in (("classifier", args.classifier, args.classifier_rec),
                              ("detector", args.detector, args.detector_rec)):
         if not (model / "model-card.json").is_file() or not rec.is_file():
             raise SystemExit(f"{model} or {rec} is missing: run `make demo` first (or give --{name} and --{name}-rec)")
-        lines += bench(name, model, rec, args.requests, args.memory_requests)
-        print("\n".join(lines[-4:]), flush=True)
+        if not args.hostile_only:
+            lines += bench(name, model, rec, args.requests, args.memory_requests)
+            print("\n".join(lines[-4:]), flush=True)
+        lines += hostile(name, model, rec, args.hostile_requests)
+        print("\n".join(lines[-2:]), flush=True)
     print("\n" + "\n".join(lines))
     return 0
 
