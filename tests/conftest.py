@@ -14,6 +14,18 @@ from .helpers import QUICK_HP
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves os.environ as it found it: an in-process predictor sets OMP_NUM_THREADS (read when MXNet's
+    engine starts), and a training job started later by a session fixture would inherit it and learn other
+    weights: a fixture's model must not depend on which test happened to create it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 REPO = Path(__file__).resolve().parents[1]
 FILES = Path(__file__).resolve().parent / "data" / "files"
 RACCOON = FILES / "raccoon"  # 24 real photos with VOC boxes (MIT licence)

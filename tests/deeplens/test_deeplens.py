@@ -110,7 +110,7 @@ def test_detector_graph_matches_gluoncv_and_its_ir(trained_detector, mo, tmp_pat
     out = tmp_path / "scenes.tar.gz"
     value = package(model, out, images=64, log=lambda line: None)
     parity = value["parity"]
-    assert parity["passed"] and parity["map_points_lost"] <= 1.0 and parity["max_box_difference"] <= 0.01
+    assert parity["passed"] and parity["map_points_lost"] <= 1.0 and parity["max_box_difference"] <= 0.01, parity
     assert parity["matched_detections"] >= 20, parity
     # held to the trained network decoded by MultiBoxDetection's own rule; that rule's cost is reported apart
     assert 0 < parity["map_served"] <= 1 and abs(
