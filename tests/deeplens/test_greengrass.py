@@ -352,3 +352,21 @@ def test_shell_metacharacters_in_the_configuration_stay_data(classifier, stand_i
     with pytest.raises(GreengrassError) as info:
         validate_recipe(recipe)
     assert "splices a configuration value into shell text" in str(info.value)
+
+
+def test_a_component_written_on_a_full_disk_leaves_the_old_one_whole(trained_classifier, tmp_path):
+    """The artifact and both recipes appear together: a rebuild that runs out of space (file sizes capped)
+    leaves the previous component's three files as they were, and no temporary file."""
+    model = _copy(trained_classifier, tmp_path)
+    out = tmp_path / "component"
+    component = build(model, out, log=lambda line: None)
+    before = {p: p.read_bytes() for p in (component.artifact, component.recipe_json, component.recipe_yaml)}
+    capped = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000)); from magiccards.cli import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", capped, "greengrass", str(model), "--out", str(out),
+                           "--topic", "cards/other"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "cannot write the component folder" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
