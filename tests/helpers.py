@@ -91,3 +91,9 @@ class JsonServiceStandIn:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# `python -c CAPPED.format(bytes) ARGS...`: the CLI with files capped at that size, a full disk as a write sees it
+CAPPED = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+          "resource.setrlimit(resource.RLIMIT_FSIZE, ({0}, {0})); from magiccards.cli import main; "
+          "sys.exit(main(sys.argv[1:]))")

@@ -18,16 +18,11 @@ from magiccards.serve.predictor import Predictor
 
 from magiccards.model_dir import open_model_dir
 
-from ..helpers import run_cli
+from ..helpers import CAPPED, run_cli
 from .test_export import classifier_copy, detector_copy  # noqa: F401 - fixtures
 
 # `magiccards ARGS` with the size of any file it writes capped (RLIMIT_FSIZE): writes past it fail with EFBIG,
 # the error a full disk or a quota gives a writer
-CAPPED = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-          "resource.setrlimit(resource.RLIMIT_FSIZE, ({0}, {0})); from magiccards.cli import main; "
-          "sys.exit(main(sys.argv[1:]))")
-
-
 def _leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
 

@@ -21,7 +21,7 @@ from magiccards.serve.predictor import Predictor
 
 from magiccards.errors import AwsConfigError
 
-from ..helpers import run_cli, without_credentials
+from ..helpers import CAPPED, run_cli, without_credentials
 
 # A stand-in for awsiotsdk's GreengrassCoreIPCClientV2 (the nucleus is not here): it records what the
 # script publishes, and which modules the script had loaded by then, into $IPC_RECORD.
@@ -361,10 +361,7 @@ def test_a_component_written_on_a_full_disk_leaves_the_old_one_whole(trained_cla
     out = tmp_path / "component"
     component = build(model, out, log=lambda line: None)
     before = {p: p.read_bytes() for p in (component.artifact, component.recipe_json, component.recipe_yaml)}
-    capped = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (200000, 200000)); from magiccards.cli import main; "
-              "sys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", capped, "greengrass", str(model), "--out", str(out),
+    done = subprocess.run([sys.executable, "-c", CAPPED.format(200000), "greengrass", str(model), "--out", str(out),
                            "--topic", "cards/other"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "cannot write the component folder" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
