@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import HyperparameterError, UserError
@@ -506,7 +507,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `magiccards` console script."""
+    """Entry point of the `magiccards` console script (`argv` None: the program itself, from sys.argv)."""
+    try:
+        return _run(argv)
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # the command's work is done and said: a Ctrl-C while the interpreter tears down its native
+            # libraries (a second or more after an export) has nothing left to stop, and would otherwise
+            # kill the process silently with a signal, as if the finished work had been cut short
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_hyperparameters", False):
