@@ -167,3 +167,68 @@ def sensor_noise(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
 
 def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# the realism a photo of a real card has and a clean scan lacks (drawn on card images, `synth --faces`)
+
+def bend(rng: np.random.Generator, card_rgba: np.ndarray) -> np.ndarray:
+    """The card slightly bowed along its long or short axis: its edges curve and its shading follows the
+    curvature. The result is larger by a transparent margin; the card's own pixels stay where it bends."""
+    h, w = card_rgba.shape[:2]
+    margin = int(np.ceil(0.04 * max(h, w))) + 1
+    amount = rng.uniform(0.01, 0.035) * max(h, w) * (1 if rng.random() < 0.5 else -1)
+    yy, xx = np.mgrid[0:h + 2 * margin, 0:w + 2 * margin].astype(np.float32)
+    xx -= margin
+    yy -= margin
+    if rng.random() < 0.5:  # bowed along the long side: the long edges curve sideways
+        t = np.sin(np.pi * np.clip(yy / h, 0, 1))
+        map_x, map_y = xx - amount * t, yy
+        across = np.clip(map_x / w, 0, 1)
+    else:
+        t = np.sin(np.pi * np.clip(xx / w, 0, 1))
+        map_x, map_y = xx, yy - amount * t
+        across = np.clip(map_y / h, 0, 1)
+    out = cv2.remap(card_rgba, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    shade = 1 + rng.uniform(0.04, 0.14) * np.cos(np.pi * across) * (1 if rng.random() < 0.5 else -1)
+    out = out.astype(np.float32)
+    out[..., :3] *= shade[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def sheen(rng: np.random.Generator, card_rgba: np.ndarray, sleeve: bool) -> np.ndarray:
+    """Specular light on the card's surface: a soft band (a card's finish), or, in a plastic sleeve, a haze
+    over the whole face and a sharp, bright streak."""
+    h, w = card_rgba.shape[:2]
+    out = card_rgba.astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    along = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle)
+    centre = rng.uniform(-0.4, 0.4) * max(h, w)
+    if sleeve:
+        out[..., :3] = out[..., :3] * (1 - (haze := rng.uniform(0.04, 0.16))) + 255 * haze
+        width = rng.uniform(0.01, 0.05) * max(h, w)
+        band = np.exp(-((along - centre) / width) ** 2) * rng.uniform(120, 230)
+    else:
+        width = rng.uniform(0.1, 0.35) * max(h, w)
+        band = np.exp(-((along - centre) / width) ** 2) * rng.uniform(25, 80)
+    out[..., :3] += band[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def cast_shadow(rng: np.random.Generator, canvas: np.ndarray, card_rgba: np.ndarray, quad: np.ndarray) -> None:
+    """The card's own soft shadow on the table, offset from where it will lie (in place; before the card)."""
+    h, w = canvas.shape[:2]
+    ch, cw = card_rgba.shape[:2]
+    side = float(np.linalg.norm(quad[0] - quad[1]))
+    offset = rng.uniform(0.01, 0.06, 2) * side * np.where(rng.random(2) < 0.5, -1, 1)
+    src = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], dtype=np.float32)
+    m = cv2.getPerspectiveTransform(src, (quad + offset).astype(np.float32))
+    alpha = cv2.warpPerspective(card_rgba[..., 3], m, (w, h), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.8, side * rng.uniform(0.01, 0.04)))
+    canvas *= (1 - rng.uniform(0.25, 0.6) * alpha)[..., None]
+
+
+def white_balance(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """A camera's white balance off towards warm (tungsten) or cool (shade) light."""
+    t = rng.uniform(-0.15, 0.15)
+    return img * np.array([1 + t, 1 + 0.2 * t, 1 - t], np.float32)

@@ -1,4 +1,6 @@
-"""`magiccards synth`: render a labelled card dataset from procedural card faces.
+"""`magiccards synth`: render a labelled card dataset from procedural card faces or from the user's own
+card images (`faces`: a `faces.FaceSet`, drawn with the realism of a photo: bending, sheen, sleeves'
+glare, white balance, the card's shadow).
 
 Classification writes `OUT/<class>/<class>-NNNNNN.jpg`; detection writes `OUT/images/*.jpg`,
 `OUT/annotations/*.xml` (Pascal VOC) and `OUT/classes.txt`. Image i is a pure function of
@@ -20,6 +22,7 @@ from magiccards.errors import UserError
 from magiccards.files import atomic_path, write_bytes_atomic, writing
 
 from . import cards, scenes
+from .faces import FaceSet, load_faces
 from .formats import voc
 from .samples import check_class_names, is_image_file, write_classes
 from .workers import pool as workers_pool
@@ -35,6 +38,7 @@ class SynthResult:
     images: int
     objects: int
     seconds: float
+    skipped: list = dataclasses.field(default_factory=list)  # card images left out (`faces.load_faces`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,25 +51,63 @@ class _Job:
     max_cards: int
     seed: int
     fans: float = 0.0
+    faces: FaceSet | None = None
+    distractors: float = 0.0
 
 
-def classification_scene(rng: np.random.Generator, name: str, size: int, photos) -> np.ndarray:
-    """One photo of one card filling most of the frame."""
-    canvas = scenes.background(rng, size, size, photos)
-    card = cards.render(name)
+DISTRACTORS = tuple(f"back-{i}" for i in range(1, 9)) + tuple(cards.class_names(40))
+
+
+def _card(rng, job: _Job, cls: int) -> np.ndarray:
+    """The face of class `cls` (-1: a distractor, a design not among the classes) as drawn in this scene."""
+    if cls < 0:
+        pool = [n for n in DISTRACTORS if n not in job.classes]
+        card = cards.render(pool[int(rng.integers(len(pool)))])
+    elif job.faces is None:
+        return cards.render(job.classes[cls])
+    else:
+        options = job.faces.images[cls]
+        card = options[int(rng.integers(len(options)))] if len(options) > 1 else options[0]
+    if job.faces is None:
+        return card
+    if rng.random() < 0.3:
+        card = scenes.bend(rng, card)
+    if rng.random() < 0.5:
+        card = scenes.sheen(rng, card, sleeve=rng.random() < 0.4)
+    return card
+
+
+def _quad(rng, card: np.ndarray, centre, height: float, rotation: float, perspective: float) -> np.ndarray:
+    """Where a card lands: its own aspect (a landscape image stays landscape), `height` its longer side."""
+    h, w = card.shape[:2]
+    return scenes.card_quad(rng, w, h, centre, height * h / max(h, w), rotation, perspective)
+
+
+def _paste(rng, job: _Job, canvas: np.ndarray, card: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    if job.faces is not None and rng.random() < 0.5:
+        scenes.cast_shadow(rng, canvas, card, quad)
+    return scenes.paste(canvas, card, quad)
+
+
+def classification_scene(rng: np.random.Generator, job: _Job, cls: int) -> np.ndarray:
+    """One photo of one card (class index `cls`) filling most of the frame."""
+    canvas = scenes.background(rng, job.size, job.size, job.photos)
+    card = _card(rng, job, cls)
+    size = job.size
     height = size * rng.uniform(0.62, 0.92)
     centre = (size / 2 + rng.uniform(-0.08, 0.08) * size, size / 2 + rng.uniform(-0.06, 0.06) * size)
     rotation = float(np.clip(rng.normal(0, 7), -20, 20)) + (180 if rng.random() < 0.1 else 0)
-    quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, centre, height, rotation, perspective=0.07)
-    scenes.paste(canvas, card, quad)
-    return _camera(rng, canvas, quad, occlusion=0.3, reach=0.18)
+    quad = _quad(rng, card, centre, height, rotation, perspective=0.07)
+    _paste(rng, job, canvas, card, quad)
+    return _camera(rng, job, canvas, quad, occlusion=0.3, reach=0.18)
 
 
 FAN_VISIBLE = 0.12  # a card in a fan may be covered by the next down to a strip holding its index
 
 
-def _fan(rng, canvas, classes, size, placed):
+def _fan(rng, job: _Job, canvas, placed):
     """A hand of 3..6 overlapping cards spread around one pivot, as cards are held or dealt."""
+    size, classes = job.size, job.classes
     height = size * rng.uniform(0.22, 0.45)
     pivot = rng.uniform(0.25, 0.75, 2) * size
     base, spread = rng.uniform(-60, 60), rng.uniform(8, 22) * (1 if rng.random() < 0.5 else -1)
@@ -74,10 +116,10 @@ def _fan(rng, canvas, classes, size, placed):
         cls = int(rng.integers(len(classes)))
         angle = np.deg2rad(base + k * spread)
         centre = pivot + k * shift * np.array([np.cos(angle), np.sin(angle)]) * rng.uniform(0.7, 1.0)
-        quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, tuple(centre), height, base + k * spread,
-                                perspective=0.05)
+        card = _card(rng, job, cls)
+        quad = _quad(rng, card, tuple(centre), height, base + k * spread, perspective=0.05)
         trial = canvas.copy()
-        mask = scenes.paste(trial, cards.render(classes[cls]), quad)
+        mask = _paste(rng, job, trial, card, quad)
         area = scenes.quad_area(quad)
         if mask.sum() < MIN_VISIBLE * area or any(((m * (1 - mask)).sum() < FAN_VISIBLE * a) for _, m, a in placed):
             continue
@@ -86,22 +128,27 @@ def _fan(rng, canvas, classes, size, placed):
     return canvas, placed
 
 
-def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_cards: int, fans: float = 0.0):
+def detection_scene(rng: np.random.Generator, job: _Job):
     """A table-top scene with 1..max_cards cards (and, with probability `fans`, a fan of overlapping cards
-    first); returns the image and (class, box) per visible card."""
-    canvas = scenes.background(rng, size, size, photos)
-    placed: list[tuple[int, np.ndarray, float]] = []  # class index, coverage mask, full card area
+    first; with probability `distractors`, 1..2 cards of other designs, unlabelled); returns the image and
+    (class, box) per visible card."""
+    size, fans = job.size, job.fans
+    canvas = scenes.background(rng, size, size, job.photos)
+    placed: list[tuple[int, np.ndarray, float]] = []  # class index (-1: a distractor), coverage mask, full card area
     if fans and rng.random() < fans:
-        canvas, placed = _fan(rng, canvas, classes, size, placed)
-    for _ in range(int(rng.integers(1, max_cards + 1))):
-        cls = int(rng.integers(len(classes)))
+        canvas, placed = _fan(rng, job, canvas, placed)
+    others = int(rng.integers(1, 3)) if job.distractors and rng.random() < job.distractors else 0
+    count = int(rng.integers(1, job.max_cards + 1))
+    for k in range(others + count):
+        cls = -1 if k < others else int(rng.integers(len(job.classes)))  # distractors first: labelled cards lie on them
         for _attempt in range(8):
             height = size * rng.uniform(0.2, 0.5)
             centre = rng.uniform(0.1, 0.9, 2) * size
             rotation = rng.uniform(-180, 180) if rng.random() < 0.3 else rng.normal(0, 15)
-            quad = scenes.card_quad(rng, cards.CARD_W, cards.CARD_H, centre, height, rotation, perspective=0.06)
+            card = _card(rng, job, cls)
+            quad = _quad(rng, card, centre, height, rotation, perspective=0.06)
             trial = canvas.copy()
-            mask = scenes.paste(trial, cards.render(classes[cls]), quad)
+            mask = _paste(rng, job, trial, card, quad)
             area = scenes.quad_area(quad)
             if mask.sum() < MIN_VISIBLE * area:
                 continue  # mostly outside the frame
@@ -118,17 +165,22 @@ def detection_scene(rng: np.random.Generator, classes, size: int, photos, max_ca
         placed = [(c2, m2 * (1 - hand), a2) for c2, m2, a2 in placed]
     objects = []
     for cls, mask, area in placed:
-        ys, xs = np.nonzero(mask > 0.5)
-        if len(xs) >= (FAN_VISIBLE if fans else MIN_VISIBLE) * 0.8 * area:
+        # opened: the anti-aliased edge of a card lying over this one leaves a 1-pixel line of half-covered
+        # pixels all along that edge, which would stretch the box over the hidden part
+        visible = cv2.morphologyEx((mask > 0.5).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        ys, xs = np.nonzero(visible)
+        if cls >= 0 and len(xs) >= (FAN_VISIBLE if fans else MIN_VISIBLE) * 0.8 * area:
             objects.append((cls, (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)))
     whole = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float32)
-    return _camera(rng, canvas, whole, occlusion=0.0, reach=0.0), objects
+    return _camera(rng, job, canvas, whole, occlusion=0.0, reach=0.0), objects
 
 
-def _camera(rng, img, quad, occlusion: float, reach: float) -> np.ndarray:
+def _camera(rng, job: _Job, img, quad, occlusion: float, reach: float) -> np.ndarray:
     if rng.random() < occlusion:
         scenes.occluder(rng, img, quad, reach)
     img = scenes.lighting(rng, img)
+    if job.faces is not None and rng.random() < 0.5:
+        img = scenes.white_balance(rng, img)
     if rng.random() < 0.35:
         img = scenes.glare(rng, img, quad)
     if rng.random() < 0.35:
@@ -149,10 +201,10 @@ def _render(job: _Job, index: int) -> int:
     quality = int(rng.integers(75, 96))
     if job.task == "classification":
         name = job.classes[index % len(job.classes)]
-        img = classification_scene(rng, name, job.size, job.photos)
+        img = classification_scene(rng, job, index % len(job.classes))
         _write_jpeg(job.out_dir / name / f"{name}-{index:06d}.jpg", img, quality)
         return 1
-    img, objects = detection_scene(rng, job.classes, job.size, job.photos, job.max_cards, job.fans)
+    img, objects = detection_scene(rng, job)
     stem = f"scene-{index:06d}"
     _write_jpeg(job.out_dir / "images" / f"{stem}.jpg", img, quality)
     xml = job.out_dir / "annotations" / f"{stem}.xml"
@@ -174,13 +226,25 @@ def _render_index(index: int) -> int:
     return _render(_JOB, index)
 
 
-def synth(out_dir: Path, *, task: str = "classification", count: int = 500, classes: int | list[str] = 6,
+def synth(out_dir: Path, *, task: str = "classification", count: int = 500, classes: int | list[str] | None = None,
           size: int | None = None, backgrounds: Path | None = None, max_cards: int = 4, seed: int = 0,
-          workers: int | None = None, fans: float = 0.0, progress: bool = True) -> SynthResult:
-    """Render `count` images of `classes` (a number or names) into `out_dir`; see the module docstring."""
+          workers: int | None = None, fans: float = 0.0, faces: Path | None = None, distractors: float = 0.0,
+          progress: bool = True) -> SynthResult:
+    """Render `count` images of `classes` (a number or names; default 6, or every card of `faces`) into
+    `out_dir`, from procedural designs or the card images of the folder `faces`; see the module docstring."""
     if task not in ("classification", "detection"):
         raise UserError(f"--task must be classification or detection; got {task!r}")
-    names = cards.class_names(classes) if isinstance(classes, int) else check_class_names(classes, "--classes")
+    if not 0 <= distractors <= 1:
+        raise UserError(f"--distractors is a probability between 0 and 1; got {distractors}")
+    face_set = None
+    if faces is not None:
+        if isinstance(classes, int):
+            raise UserError(f"--classes with --faces names the cards to draw (e.g. king,queen), not a number; got {classes}")
+        face_set = load_faces(Path(faces), classes)  # every check before anything is written
+        names = list(face_set.classes)
+    else:
+        classes = 6 if classes is None else classes
+        names = cards.class_names(classes) if isinstance(classes, int) else check_class_names(classes, "--classes")
     if len(names) < (2 if task == "classification" else 1):
         raise UserError(f"need at least {2 if task == 'classification' else 1} class(es) for {task}; got {names}")
     bad = [n for n in names if not n or "/" in n or n.startswith(".")]
@@ -206,8 +270,10 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
         raise UserError(f"--workers must be at least 1; got {workers}")
     out_dir = Path(out_dir)
     with writing(f"the synth output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
-        return _render_all(out_dir, _Job(out_dir, task, tuple(names), size, photos, max_cards, seed, fans), count,
-                           workers or os.cpu_count() or 1, progress)
+        job = _Job(out_dir, task, tuple(names), size, photos, max_cards, seed, fans, face_set, distractors)
+        result = _render_all(out_dir, job, count, workers or os.cpu_count() or 1, progress)
+    result.skipped = list(face_set.skipped) if face_set else []
+    return result
 
 
 def _render_all(out_dir: Path, job: _Job, count: int, workers: int, progress: bool) -> SynthResult:

@@ -13,15 +13,24 @@ SHOWN_PROBLEMS = 15
 
 
 def _add_synth(sub) -> None:
-    p = sub.add_parser("synth", help="render a synthetic card dataset",
-                       description="Render procedural cards on varied backgrounds: Magic-like faces, playing cards (class names "
-                                   "such as queen-of-hearts or 9-of-clubs) and card backs (back-1, back-2, ...).")
+    p = sub.add_parser("synth", help="render a synthetic card dataset (from your own card images with --faces)",
+                       description="Render cards on varied backgrounds, labelled: your own card images (--faces DIR: one "
+                                   "image per card, or a folder of images per class), or procedural designs: Magic-like "
+                                   "faces, playing cards (class names such as queen-of-hearts or 9-of-clubs) and card "
+                                   "backs (back-1, back-2, ...).")
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--task", choices=("classification", "detection"), default="classification",
                    help="one card per photo in class folders, or scenes of cards with VOC boxes (default classification)")
     p.add_argument("--count", type=int, default=500, help="number of images (default 500)")
-    p.add_argument("--classes", default="6",
-                   help="number of classes, or comma-separated class names (default 6)")
+    p.add_argument("--faces", type=Path, default=None, metavar="DIR",
+                   help="card images to draw: DIR/<class>.png (one per class) or DIR/<class>/*.png (JPEG, PNG, WebP; any "
+                        "size; transparency kept). Make them from photos with `magiccards faces`")
+    p.add_argument("--classes", default=None,
+                   help="number of classes, or comma-separated class names (default 6; with --faces: every card of DIR, "
+                        "or the names given)")
+    p.add_argument("--distractors", type=float, default=0.0, metavar="P",
+                   help="detection: share of scenes that also hold 1-2 unlabelled cards of other designs (backs, "
+                        "Magic-like faces), so a detector learns to leave cards it was not taught alone (default 0)")
     p.add_argument("--size", type=int, default=None,
                    help="image side in pixels (default 256 for classification, 512 for detection)")
     p.add_argument("--backgrounds", type=Path, default=None, help="folder of real photos used as backgrounds")
@@ -31,6 +40,22 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="same seed, same images, whatever --workers (default 0)")
     _add_workers(p)
     p.set_defaults(func=_run_synth)
+
+
+def _add_faces(sub) -> None:
+    p = sub.add_parser("faces", help="cut flat card images from a photo of each card (for synth --faces)",
+                       description="Find the card in each photo (one card, flat on a plain surface of another colour), "
+                                   "warp it flat to a portrait image at the card's aspect ratio, and write OUT/<name>.png; "
+                                   "a contact sheet shows what was cut. Photos with no card found are listed and skipped.")
+    p.add_argument("photos", type=Path, help="a folder of photos (or one photo)")
+    p.add_argument("out", type=Path, help="output folder of card images")
+    p.add_argument("--names", default=None,
+                   help="comma-separated names for the photos in sorted order (default: each photo's file name)")
+    p.add_argument("--aspect", default=None, metavar="W:H",
+                   help="the cards' width:height, e.g. 63:88 (default: measured on each photo)")
+    p.add_argument("--sheet", type=Path, default=None,
+                   help="the contact sheet PNG (default: OUT-contact-sheet.png beside OUT)")
+    p.set_defaults(func=_run_faces)
 
 
 def _add_workers(p) -> None:
@@ -441,12 +466,39 @@ def _run_invoke(args) -> int:
 
 def _run_synth(args) -> int:
     from .data.synth import synth
-    classes = int(args.classes) if args.classes.isdigit() else args.classes.split(",")
+    classes = None if args.classes is None else int(args.classes) if args.classes.isdigit() else args.classes.split(",")
     result = synth(args.out, task=args.task, count=args.count, classes=classes, size=args.size,
                    backgrounds=args.backgrounds, max_cards=args.max_cards, seed=args.seed, workers=args.workers,
-                   fans=args.fans)
+                   fans=args.fans, faces=args.faces, distractors=args.distractors)
+    _list_skipped(result.skipped, "card image(s)")
     print(f"wrote {result.images} {args.task} image(s) of {len(result.classes)} class(es) to {args.out} "
           f"in {result.seconds:.1f} s ({result.images / max(result.seconds, 1e-9):.0f} img/s)")
+    return 0
+
+
+def _list_skipped(problems, what: str) -> None:
+    """One line with the count, then one line per skipped item with its reason (stderr)."""
+    if problems:
+        print(f"skipped {len(problems)} {what}:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+
+
+def _run_faces(args) -> int:
+    from .data.cutout import cut_faces
+    aspect = None
+    if args.aspect:
+        w, _, h = args.aspect.partition(":")
+        try:
+            aspect = float(w) / float(h) if h else float(w)
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"--aspect is WIDTH:HEIGHT of a card, e.g. 63:88; got {args.aspect!r}") from None
+    names = args.names.split(",") if args.names else None
+    result = cut_faces(args.photos, args.out, names=names, aspect=aspect, sheet=args.sheet)
+    _list_skipped(result.skipped, "photo(s)")
+    if not result.written:
+        raise UserError(f"no card found in any of {len(result.skipped)} photo(s) of {args.photos}")
+    print(f"cut {len(result.written)} face(s) into {args.out} in {result.seconds:.1f} s; check them: {result.sheet}")
     return 0
 
 
@@ -500,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__, cloud_cli
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
+    for add in (_add_faces, _add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
                 _add_deeplens, _add_greengrass, _add_image, _add_weights, _add_base_image, *cloud_cli.COMMANDS):
         add(sub)
     return parser
