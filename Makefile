@@ -18,7 +18,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 BASE_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|validation mAP|pretrained|transfer|frozen|freeze|model directory|error"
 
-.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real base-detector base-classifier clean
+.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real bench-faces base-detector base-classifier clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -88,6 +88,19 @@ demo: install
 		--image_shape 300 --epochs 12 --lr_scheduler_step 9 --mini_batch_size 8 --optimizer adam \
 		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
 		| grep -E "validation mAP|model directory|error" | tail -n 2
+	@echo "Your own cards from one picture each, no photo boxed: 24 card images (tests/data/files/card-faces, MIT) as 6 rank"
+	@echo "classes drawn into 800 scenes, a detector trained from the shipped base, its answers drawn on 6 real photos:"
+	rm -rf $(DEMO)/rank-faces && for rank in nine ten jack queen king ace; do mkdir -p $(DEMO)/rank-faces/$$rank && \
+		cp tests/data/files/card-faces/$$rank-of-*.png $(DEMO)/rank-faces/$$rank/; done
+	$(BIN)/magiccards synth $(DEMO)/faces-scenes --task detection --faces $(DEMO)/rank-faces --count 800 --size 300 \
+		--distractors 0.2 --fans 0.3 --seed 1
+	$(BIN)/magiccards pack $(DEMO)/faces-scenes $(DEMO)/faces-rec > /dev/null
+	$(BIN)/magiccards train $(DEMO)/faces-rec --job-dir $(DEMO)/faces-job --network ssd_300_mobilenet0.25 \
+		--image_shape 300 --epochs 4 --lr_scheduler_step 3 --mini_batch_size 16 --optimizer adam \
+		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
+		| grep -E "validation mAP|model directory|error" | tail -n 2
+	$(BIN)/magiccards predict $(DEMO)/faces-job/model $$(ls tests/data/files/playing-cards/*.JPG | head -n 6) \
+		--out $(DEMO)/faces-predicted --backend mxnet | tail -n 1
 	@echo "Exporting both models for the edge (ONNX Runtime, OpenVINO), each checked against MXNet on its own validation images:"
 	for model in cards-job scenes-job; do for format in onnx openvino; do \
 		$(BIN)/magiccards export $(DEMO)/$$model/model --format $$format | grep -E "parity|error"; done; done
@@ -111,6 +124,7 @@ demo: install
 	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
 		"the served scene, drawn: $(DEMO)/served/; exports in $(DEMO)/*-job/model/exports;" \
+		"answers of the detector learnt from card images on real photos: $(DEMO)/faces-predicted/;" \
 		"a Greengrass component in $(DEMO)/greengrass; the DeepLens package, Lambda and its annotated frame in" \
 		"$(DEMO)/deeplens/"
 
@@ -129,6 +143,9 @@ bench-serve: install  ## the predictor in-process vs over HTTP, on the demo's mo
 
 bench-real: install  ## detectors and classifiers on real playing-card photos: from scratch, the synthetic bases, ImageNet (BENCH_REAL_ARGS="--data D --budget M --part P")
 	$(BIN)/python bench/bench_real.py $(BENCH_REAL_ARGS)
+
+bench-faces: install  ## recognisers from one image of each card (synth --faces), judged on real photos (BENCH_FACES_ARGS="--faces D --photos D --budget M")
+	$(BIN)/python bench/bench_faces.py $(BENCH_FACES_ARGS)
 
 bench-upload: install  ## magiccards upload's resumable multipart upload vs boto3's transfer manager (on moto_server)
 	$(BIN)/python bench/bench_upload.py

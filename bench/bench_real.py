@@ -39,7 +39,7 @@ CLS_HP = {"network": CLS_NETWORK, "image_shape": f"3,{CLS_SIZE},{CLS_SIZE}", "mi
           "optimizer": "adam", "learning_rate": "0.001", "augmentation_type": "crop_color", "seed": "3"}
 
 
-def _train(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, float]:
+def train_run(data: Path, job: Path, hp: dict, pretrained: Path | None = None) -> tuple[dict, float]:
     """A `magiccards train` run; returns (its metrics, seconds)."""
     from magiccards.train.reporting import read_results
 
@@ -92,7 +92,7 @@ def _agnostic_map(base: Path, rec: Path) -> float:
 def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
     """Hyperparameters training for about `budget` minutes, from a two-epoch probe from scratch; and what it found.
     An epoch costs its training and its validation; what the probe took besides is start-up, paid once."""
-    probe_metrics, probe = _train(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
+    probe_metrics, probe = train_run(rec, out, dict(hp, epochs="2", use_pretrained_model="0"))
     last = probe_metrics["history"][-1]
     epoch = float(last["seconds"]) + float(last.get("validation_seconds", 0.0))
     startup = max(0.0, probe - 2 * epoch)
@@ -105,7 +105,7 @@ def _epochs(rec: Path, out: Path, hp: dict, budget: float) -> tuple[dict, str]:
 def _run_all(rec: Path, out: Path, runs: dict) -> dict:
     results = {}
     for name, (run_hp, pretrained) in runs.items():
-        metrics, seconds = _train(rec, out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
+        metrics, seconds = train_run(rec, out / re.sub(r"\W+", "-", name).strip("-"), run_hp, pretrained)
         results[name] = (metrics, _curve(metrics), seconds)
         print(f"{name}: {_map(metrics):.3f} in {seconds / 60:.1f} min")
     return results

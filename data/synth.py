@@ -236,6 +236,8 @@ def synth(out_dir: Path, *, task: str = "classification", count: int = 500, clas
         raise UserError(f"--task must be classification or detection; got {task!r}")
     if not 0 <= distractors <= 1:
         raise UserError(f"--distractors is a probability between 0 and 1; got {distractors}")
+    if distractors and task != "detection":
+        raise UserError("--distractors is for detection scenes (--task detection): a classification image holds one card")
     face_set = None
     if faces is not None:
         if isinstance(classes, int):
