@@ -89,10 +89,10 @@ demo: install
 		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
 		| grep -E "validation mAP|model directory|error" | tail -n 2
 	@echo "Your own cards from one picture each, no photo boxed: 24 card images (tests/data/files/card-faces, MIT) as 6 rank"
-	@echo "classes drawn into 800 scenes, a detector trained from the shipped base, its answers drawn on 6 real photos:"
+	@echo "classes drawn into 600 scenes, a detector trained from the shipped base, its answers drawn on 6 real photos:"
 	rm -rf $(DEMO)/rank-faces && for rank in nine ten jack queen king ace; do mkdir -p $(DEMO)/rank-faces/$$rank && \
 		cp tests/data/files/card-faces/$$rank-of-*.png $(DEMO)/rank-faces/$$rank/; done
-	$(BIN)/magiccards synth $(DEMO)/faces-scenes --task detection --faces $(DEMO)/rank-faces --count 800 --size 300 \
+	$(BIN)/magiccards synth $(DEMO)/faces-scenes --task detection --faces $(DEMO)/rank-faces --count 600 --size 300 \
 		--distractors 0.2 --fans 0.3 --seed 1
 	$(BIN)/magiccards pack $(DEMO)/faces-scenes $(DEMO)/faces-rec > /dev/null
 	$(BIN)/magiccards train $(DEMO)/faces-rec --job-dir $(DEMO)/faces-job --network ssd_300_mobilenet0.25 \

@@ -242,3 +242,13 @@ def test_distractors_are_drawn_but_never_labelled(tmp_path):
     names = {o.findtext("name") for x in (out / "annotations").glob("*.xml") for o in ET.parse(x).iter("object")}
     counts = [len(ET.parse(x).findall("object")) for x in (out / "annotations").glob("*.xml")]
     assert names == {"king-of-spades"} and max(counts) == 1
+
+
+def test_faces_cuts_the_card_out_of_a_real_phone_photo(tmp_path):
+    """A real photo of one card on a carpet (tests/data, Apache-2.0): the card is found, flat, in proportion."""
+    photo = Path(__file__).resolve().parents[1] / "data" / "files" / "playing-cards" / "IMG_2385.JPG"
+    result = cut_faces(photo, tmp_path / "faces", progress=False)
+    assert [p.name for p in result.written] == ["img-2385.png"] and not result.skipped
+    w, h = Image.open(result.written[0]).size
+    assert h > w and 0.6 < w / h < 0.8  # a poker card is 63:88 = 0.72
+    assert result.sheet.is_file()
