@@ -3,6 +3,7 @@
     PREFIX/train/train.rec              channel `train` (File or Pipe mode: the prefix holds RecordIO only)
     PREFIX/validation/validation.rec    channel `validation`
     PREFIX/classes/classes.txt          channel `classes` (File mode; the job reads the class names there)
+    PREFIX/classes/crop-rule.json       beside it, from `pack --crops` (the model card records the crop rule)
     PREFIX/pack/                        the .lst, .idx and pack-report.json, kept beside (not a channel)
 
 Files go up in parts (multipart above one part's size, 8 parts at a time) behind one progress bar. A file already there
@@ -18,6 +19,7 @@ import hashlib
 from pathlib import Path
 
 from magiccards.aws import S3Uri, bucket_region, calling, region_of
+from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.errors import DataError
 
 PART_SIZE = 16 * 1024 * 1024  # S3 allows 5 MiB to 5 GiB per part, 10,000 parts
@@ -46,6 +48,8 @@ def plan(data_dir: Path, prefix: S3Uri) -> list[Planned]:
                 files.append(Planned(data_dir / f"{split}{suffix}", prefix.join("pack", f"{split}{suffix}").key, None))
     if (data_dir / "classes.txt").is_file():
         files.append(Planned(data_dir / "classes.txt", prefix.join("classes", "classes.txt").key, "classes"))
+    if (data_dir / CROP_RULE_FILE).is_file():  # `pack --crops`: the job records the rule in the model card
+        files.append(Planned(data_dir / CROP_RULE_FILE, prefix.join("classes", CROP_RULE_FILE).key, "classes"))
     if (data_dir / "pack-report.json").is_file():
         files.append(Planned(data_dir / "pack-report.json", prefix.join("pack", "pack-report.json").key, None))
     return files

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from .crops import square_crop
 from .formats.common import clean_boxes
 from .samples import Problem, Problems, Sample
 
@@ -109,9 +110,6 @@ def _encode(raw: bytes, digest: str, sample: Sample, options: EncodeOptions, pro
     return Encoded(data, digest, stored, (width, height), boxes, problems.items)
 
 
-CROP_MARGIN = 0.1  # a crop is the square around its box, this share of the box's longer side wider on each side
-
-
 def _oriented_rgb(img: Image.Image, mode: str, orientation: int, item: str, problems: Problems) -> np.ndarray:
     """The decoded pixels, turned by the EXIF `orientation` (1: as stored), as RGB."""
     img.load()
@@ -122,25 +120,19 @@ def _oriented_rgb(img: Image.Image, mode: str, orientation: int, item: str, prob
 
 def _encode_crop(img: Image.Image, digest: str, sample: Sample, options: EncodeOptions, orientation: int,
                  problems: Problems) -> Encoded:
-    """The square around `sample.crop` (the photo padded by its edge pixels where the square leaves it)."""
+    """The square around `sample.crop` (data/crops.py: the rule two-stage serving cuts by too)."""
     rgb = _oriented_rgb(img, img.mode, orientation, sample.rel, problems)
     height, width = rgb.shape[:2]
     frame_w, frame_h = sample.size or (width, height)
     box = sample.crop
     x0, x1 = box.xmin * width / frame_w, box.xmax * width / frame_w
     y0, y1 = box.ymin * height / frame_h, box.ymax * height / frame_h
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * CROP_MARGIN)
-    if min(x1 - x0, y1 - y0) < 2:
+    square = square_crop(rgb, (x0, y0, x1, y1))
+    if square is None:
         problems.add("zero-area box", sample.rel, f"box {[round(v, 1) for v in (x0, y0, x1, y1)]} is less than two "
                      "pixels across; not cropped", images=1)
         return Encoded(None, digest, problems=problems.items)
-    left, top = round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2)
-    side = round(side)
-    pad = [max(0, -top), max(0, top + side - height), max(0, -left), max(0, left + side - width)]
-    if any(pad):
-        rgb = cv2.copyMakeBorder(np.ascontiguousarray(rgb), *pad, cv2.BORDER_REPLICATE)
-        top, left = top + pad[0], left + pad[2]
-    square = np.ascontiguousarray(rgb[top:top + side, left:left + side])
+    side = square.shape[0]
     data, stored = _resize_encode(square, _target_size(side, side, options.resize), options.quality)
     return Encoded(data, digest, stored, (side, side), None, problems.items)
 

@@ -23,6 +23,8 @@ from magiccards.files import temporary_name, write_text_atomic, writing
 
 from .encode import Encoded, EncodeOptions, encode
 from .labels import detection_label, lst_line
+from .crops import CROP_RULE_FILE
+from .crops import RULE as CROP_RULE
 from .load import Dataset, as_crops, as_one_class, load
 from .recordio_writer import IndexedRecordWriter, pack_image_record
 from .samples import Sample, check_class_names, write_classes
@@ -132,8 +134,13 @@ def pack(input_path: Path, out_dir: Path, *, fmt: str = "auto", images: Path | N
             "first, so no photo gives crops to both)")
     out_dir = Path(out_dir)
     with writing(f"the pack output in {out_dir}"):  # a full disk or an unwritable folder: one clear line
-        return _write_pack(dataset, train, val, out_dir, EncodeOptions(resize, quality, pass_through), workers,
-                           progress, started)
+        result = _write_pack(dataset, train, val, out_dir, EncodeOptions(resize, quality, pass_through), workers,
+                             progress, started)
+        if crops:  # training records the rule in the classifier's model card; `combine` checks it
+            write_text_atomic(out_dir / CROP_RULE_FILE, json.dumps(CROP_RULE, indent=1))
+        else:
+            (out_dir / CROP_RULE_FILE).unlink(missing_ok=True)
+        return result
 
 
 def _write_pack(dataset, train, val, out_dir: Path, options: EncodeOptions, workers, progress, started) -> PackResult:

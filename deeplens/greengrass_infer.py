@@ -144,9 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
     try:
-        from magiccards.serve.predictor import Predictor
+        from magiccards.serve.predictor import load
 
-        predictor = Predictor(Path(args.model), backend=args.backend)
+        predictor = load(Path(args.model), backend=args.backend)
     except Exception as e:  # noqa: BLE001 - the device must say why it cannot start, not crash-loop silently
         publisher.publish(args.topic, {"error": f"the model cannot be loaded: {e}", "model": args.model})
         print(f"error: the model cannot be loaded: {e}", file=sys.stderr, flush=True)

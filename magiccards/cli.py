@@ -432,14 +432,42 @@ def _run_predict(args) -> int:
     if not 0 <= args.score_threshold <= 1 or args.top_k < 1 or args.every < 1 or (args.frames or 1) < 1:
         raise UserError("--score-threshold lies in [0, 1]; --top-k, --every and --frames are at least 1")
     from .serve.predict_files import predict_inputs
-    from .serve.predictor import Predictor
+    from .serve.predictor import load
     _sigterm_exits()
-    with Predictor(args.model, backend=args.backend) as predictor:  # an unpacked model.tar.gz is removed after
+    with load(args.model, backend=args.backend) as predictor:  # an unpacked model.tar.gz is removed after
         print(predictor.describe())
         counts = predict_inputs(predictor, args.inputs, args.out, score_threshold=args.score_threshold,
                                 top_k=args.top_k, every=args.every, frames=args.frames)
     skipped = f", {counts['skipped']} skipped (not images)" if counts["skipped"] else ""
     print(f"predicted {counts['images']} image(s) and {counts['frames']} frame(s){skipped}; results in {args.out}")
+    return 0
+
+
+def _add_combine(sub) -> None:
+    p = sub.add_parser("combine", help="a two-stage model: a detector finds the cards, a classifier names each one",
+                       description="Put a detector and a classifier (trained on `pack --crops` of the same photos) "
+                                   "together as one model that serve, predict, invoke and docker run IMAGE serve take "
+                                   "as they take a detector: boxes of the detector, class-agnostic NMS, each box's "
+                                   "square crop named by the classifier, score = box score x class probability.")
+    p.add_argument("detector", type=Path, help="the detector: a model directory, its model.tar.gz, or a job's output")
+    p.add_argument("classifier", type=Path, help="the classifier of the crops: the same kinds")
+    p.add_argument("--out", type=Path, required=True, help="the two-stage model: a new folder, or a .tar.gz archive")
+    p.add_argument("--nms", type=float, default=0.45, help="class-agnostic NMS IoU threshold (default 0.45)")
+    p.add_argument("--classes-per-box", type=int, default=2, help="classes answered per box (default 2)")
+    p.add_argument("--max-boxes", type=int, default=32, help="most boxes named per image (default 32)")
+    p.add_argument("--box-threshold", type=float, default=0.01,
+                   help="smallest detector score of a box to name (default 0.01)")
+    p.set_defaults(func=_run_combine)
+
+
+def _run_combine(args) -> int:
+    from .combine import combine
+    model = combine(args.detector, args.classifier, args.out, {
+        "nms_iou": args.nms, "classes_per_box": args.classes_per_box, "max_boxes": args.max_boxes,
+        "box_threshold": args.box_threshold})
+    print(f"two-stage model written to {args.out}: detector {model.detector.network} ({len(model.detector.classes)} "
+          f"class(es)), classifier {model.classifier.network} ({len(model.classes)} classes: "
+          f"{', '.join(model.classes[:8])}{', ...' if len(model.classes) > 8 else ''})")
     return 0
 
 
@@ -552,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__, cloud_cli
     parser.add_argument("--version", action="version", version=f"magiccards {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_faces, _add_synth, _add_pack, _add_inspect, _add_train, _add_predict, _add_serve, _add_invoke, _add_export,
+    for add in (_add_faces, _add_synth, _add_pack, _add_inspect, _add_train, _add_combine, _add_predict, _add_serve, _add_invoke, _add_export,
                 _add_deeplens, _add_greengrass, _add_image, _add_weights, _add_base_image, *cloud_cli.COMMANDS):
         add(sub)
     return parser

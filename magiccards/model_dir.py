@@ -12,6 +12,14 @@
                                                   changed since (a cut re-export, another symbol) is ignored
     exports/decode.json, exports/anchors.npy      a detector's graph tail, replayed by serve/detection_decode
 
+A two-stage model (`magiccards combine`) is a folder of two model directories and its own card:
+
+    detector/, classifier/                        a detector's and a classifier's model directories, as above
+    model-card.json                               task "two-stage"; the crop rule (data/crops.py), the class-
+                                                  agnostic NMS threshold, how many classes each box gets, how
+                                                  scores combine; the classifier's classes as the model's
+    classes.txt                                   the classifier's classes (the model answers as a detector)
+
 The prefixes are the built-in algorithms' names: `image-classification` and `model_algo_1` (detection).
 `train/export.py` writes a model directory through `write_metadata`; the job's `model` channel,
 `serve/`, `deeplens/` and the cloud commands read one through `open_model_dir` and nothing else.
@@ -31,11 +39,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from magiccards.data.crops import RULE as CROP_RULE
 from magiccards.data.samples import read_classes, write_classes
 from magiccards.errors import ModelDirError
 from magiccards.files import write_text_atomic
 
 PREFIX = {"classification": "image-classification", "detection": "model_algo_1"}
+TWO_STAGE = "two-stage"  # the task of a two-stage model's card: a detector finds cards, a classifier names them
+DETECTOR_DIR, CLASSIFIER_DIR = "detector", "classifier"  # its stages: a model directory each
 CLASSES = "classes.txt"
 SHAPES = "model-shapes.json"
 HYPERPARAMETERS = "hyperparams.json"
@@ -145,6 +156,101 @@ class ModelDir:
         return sorted(p for p in self.exports_dir.rglob("*") if p.is_file())
 
 
+@dataclasses.dataclass(frozen=True)
+class TwoStageDir:
+    """An opened two-stage model: its detector finds cards, its classifier names each box's square crop.
+
+    It answers as a detector does ([class, score, xmin, ymin, xmax, ymax] over the classifier's classes): the
+    detector's boxes, class-agnostic NMS at `nms_iou`, at most `max_boxes` scoring at least `box_threshold`,
+    each crop's `classes_per_box` best classes, score = box score x class probability."""
+
+    path: Path
+    detector: ModelDir
+    classifier: ModelDir
+    classes: tuple[str, ...]
+    nms_iou: float
+    classes_per_box: int
+    max_boxes: int
+    box_threshold: float
+    card: dict = dataclasses.field(compare=False, repr=False)
+    task = TWO_STAGE
+
+    @property
+    def stages(self) -> tuple[ModelDir, ModelDir]:
+        return self.detector, self.classifier
+
+
+TWO_STAGE_DEFAULTS = {"nms_iou": 0.45, "classes_per_box": 2, "max_boxes": 32, "box_threshold": 0.01}
+
+
+def write_two_stage_card(folder: Path, classes: list[str], settings: dict) -> None:
+    """The card and classes.txt of a two-stage model whose stages are already in `folder`."""
+    settings = {**TWO_STAGE_DEFAULTS, **settings}
+    write_classes(Path(folder) / CLASSES, classes)
+    _write_json(Path(folder) / CARD, {
+        "task": TWO_STAGE, "detector": DETECTOR_DIR, "classifier": CLASSIFIER_DIR, "crop": CROP_RULE,
+        "nms": {"class_agnostic": True, "iou": settings["nms_iou"]},
+        "boxes": {"max": settings["max_boxes"], "min_score": settings["box_threshold"]},
+        "classes_per_box": settings["classes_per_box"],
+        "score": "box score x class probability (the detector's best class score of the box, the classifier's "
+                 "softmax of its crop)",
+        "output": "as a detector: [class, score, xmin, ymin, xmax, ymax] normalised to the image, over the "
+                  "classifier's classes",
+        "classes": classes,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def _read_two_stage(root: Path) -> TwoStageDir:
+    """Open a two-stage model: both stages (each checked as any model directory), and its card's settings."""
+    card = _load_card(root)
+    stages = []
+    for key, folder, task in (("detector", DETECTOR_DIR, "detection"), ("classifier", CLASSIFIER_DIR, "classification")):
+        path = root / folder
+        if not (path / CARD).is_file():
+            raise ModelDirError(f"two-stage model {root} lacks its {key} ({folder}/{CARD}); put it together again "
+                                "with `magiccards combine`")
+        if _card_task(path) == TWO_STAGE:
+            raise ModelDirError(f"{path} is itself a two-stage model: a {key} must be one network")
+        stage = _read(path, ())
+        if stage.task != task:
+            raise ModelDirError(f"{path} holds a {stage.task} model where the two-stage model's {key} ({task}) goes")
+        stages.append(stage)
+    detector, classifier = stages
+    if card.get("crop") != CROP_RULE:
+        raise ModelDirError(f"{root / CARD} cuts its crops by {json.dumps(card.get('crop'))[:120]}, not by this "
+                            f"version's rule {json.dumps(CROP_RULE)}: put it together again with `magiccards combine`")
+    try:
+        nms = card.get("nms", {}).get("iou", TWO_STAGE_DEFAULTS["nms_iou"])
+        boxes = card.get("boxes", {})
+        settings = (float(nms), int(card.get("classes_per_box", TWO_STAGE_DEFAULTS["classes_per_box"])),
+                    int(boxes.get("max", TWO_STAGE_DEFAULTS["max_boxes"])),
+                    float(boxes.get("min_score", TWO_STAGE_DEFAULTS["box_threshold"])))
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        raise ModelDirError(f"{root / CARD}: nms, boxes or classes_per_box are not numbers") from None
+    problem = check_two_stage_settings(*settings, len(classifier.classes))
+    if problem:
+        raise ModelDirError(f"{root / CARD}: {problem}")
+    if (root / CLASSES).is_file() and tuple(read_classes(root / CLASSES)) != classifier.classes:
+        raise ModelDirError(f"{root / CLASSES} differs from {CLASSIFIER_DIR}/{CLASSES}: the model's classes are its "
+                            "classifier's; put it together again with `magiccards combine`")
+    return TwoStageDir(root, detector, classifier, classifier.classes, *settings, card)
+
+
+def check_two_stage_settings(nms_iou: float, classes_per_box: int, max_boxes: int, box_threshold: float,
+                             num_classes: int) -> str | None:
+    """What is wrong with a two-stage model's settings, or None."""
+    if not 0 < nms_iou <= 1:
+        return f"the NMS threshold {nms_iou} is not an IoU in (0, 1]"
+    if not 1 <= classes_per_box <= num_classes:
+        return f"classes per box {classes_per_box} is not from 1 to the classifier's {num_classes} classes"
+    if not 1 <= max_boxes <= 1000:
+        return f"at most {max_boxes} boxes per image: give 1 to 1000"
+    if not 0 <= box_threshold < 1:
+        return f"the smallest box score {box_threshold} is not in [0, 1)"
+    return None
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, computed once per version of it (path, size, modification time) in a process."""
     stat = Path(path).stat()
@@ -185,11 +291,21 @@ def _write_json(path: Path, value) -> None:
 
 
 def open_model_dir(path: Path, workdir: Path | None = None, require: tuple[str, ...] = ()) -> ModelDir:
-    """Open a model directory, a `model.tar.gz`, or a channel folder holding either.
+    """Open a model directory, a `model.tar.gz`, or a channel folder holding either: one network.
 
     An archive is unpacked safely into `workdir` (default: a new temporary folder). `require` names
-    further files the caller needs (e.g. TRAINING_STATE). Raises ModelDirError naming what is missing.
+    further files the caller needs (e.g. TRAINING_STATE). Raises ModelDirError naming what is missing,
+    and for a two-stage model (which `open_model` opens) naming the stage folders to give instead.
     """
+    model = open_model(path, workdir, require)
+    if isinstance(model, TwoStageDir):
+        raise ModelDirError(f"{path} is a two-stage model (a detector, then a classifier): this takes one network; "
+                            f"give its {DETECTOR_DIR}/ or {CLASSIFIER_DIR}/ folder ({model.path})")
+    return model
+
+
+def open_model(path: Path, workdir: Path | None = None, require: tuple[str, ...] = ()) -> ModelDir | TwoStageDir:
+    """`open_model_dir` for every kind of model: one network (ModelDir) or a two-stage model (TwoStageDir)."""
     path = Path(path)
     if not path.exists():
         raise ModelDirError(f"model {path} does not exist")
@@ -202,37 +318,48 @@ def open_model_dir(path: Path, workdir: Path | None = None, require: tuple[str, 
             return _open_archive(archives[0], workdir, require)
         raise ModelDirError(f"{path} holds no model: expected {CARD} and the files beside it (the model/ folder "
                             f"of a `magiccards train` job) or its {ARCHIVE}")
-    return _read(root, require)
+    return _read_two_stage(root) if _card_task(root) == TWO_STAGE else _read(root, require)
 
 
-def _open_archive(archive: Path, workdir: Path | None, require: tuple[str, ...]) -> ModelDir:
+def _open_archive(archive: Path, workdir: Path | None, require: tuple[str, ...]) -> ModelDir | TwoStageDir:
     """The model in `archive`, unpacked into `workdir`; an error names the archive, not the temporary folder."""
     folder = unpack(archive, workdir)
     try:
-        return open_model_dir(folder, require=require)
+        return open_model(folder, require=require)
     except ModelDirError as e:
         raise ModelDirError(str(e).replace(str(folder), f"{archive} (unpacked)")) from None
 
 
 def _find_root(folder: Path) -> Path | None:
+    """The folder of the shallowest model card (a two-stage model's own card, not one of its stages')."""
     if (folder / CARD).is_file():
         return folder
-    cards = sorted(folder.rglob(CARD))
+    cards = sorted(folder.rglob(CARD), key=lambda p: (len(p.parts), str(p)))
     return cards[0].parent if cards else None
 
 
-def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
-    """Open a model directory, checking that its files agree with each other (the card's fields, the classes
-    and the network's outputs); each disagreement is one ModelDirError naming the file."""
+def _load_card(root: Path) -> dict:
     try:
         card = json.loads((root / CARD).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ModelDirError(f"{root / CARD} cannot be read as JSON ({e})") from None
     if not isinstance(card, dict):
         raise ModelDirError(f"{root / CARD} is not a model card (expected a JSON object)")
+    return card
+
+
+def _card_task(root: Path):
+    return _load_card(root).get("task")
+
+
+def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
+    """Open a model directory, checking that its files agree with each other (the card's fields, the classes
+    and the network's outputs); each disagreement is one ModelDirError naming the file."""
+    card = _load_card(root)
     task = card.get("task")
     if task not in PREFIX:
-        raise ModelDirError(f"{root / CARD} names task {task!r}; expected classification or detection")
+        raise ModelDirError(f"{root / CARD} names task {str(task)[:40]!r}; expected classification, detection or "
+                            f"{TWO_STAGE}")
     prefix, epoch = card.get("prefix", PREFIX[task]), card.get("epoch", 0)
     if not isinstance(prefix, str) or not SIMPLE_NAME.match(prefix):
         raise ModelDirError(f"{root / CARD}: prefix {str(prefix)[:80]!r} is not a file name prefix in the model "

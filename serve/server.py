@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from magiccards.errors import UserError
-from magiccards.model_dir import ModelDir, open_model_dir
+from magiccards.model_dir import ModelDir, TwoStageDir, open_model
 
 from .runtime import threads_given
 
@@ -77,9 +77,9 @@ class ServerConfig:
         return config
 
 
-def check_model(path: Path, workdir: Path) -> ModelDir:
-    """The model directory to serve (a model.tar.gz in it is unpacked safely into `workdir`)."""
-    return open_model_dir(Path(path), workdir)
+def check_model(path: Path, workdir: Path) -> ModelDir | TwoStageDir:
+    """The model to serve, one network or two stages (a model.tar.gz in it is unpacked safely into `workdir`)."""
+    return open_model(Path(path), workdir)
 
 
 def check_port(host: str, port: int) -> None:
@@ -96,7 +96,7 @@ def check_port(host: str, port: int) -> None:
             raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
 
 
-def _application(model: ModelDir, config: ServerConfig, control_socket: Path):
+def _application(model: ModelDir | TwoStageDir, config: ServerConfig, control_socket: Path):
     from gunicorn.app.base import BaseApplication
 
     class Server(BaseApplication):
@@ -115,9 +115,9 @@ def _application(model: ModelDir, config: ServerConfig, control_socket: Path):
 
         def load(self):
             from .app import InferenceApp
-            from .predictor import Predictor
+            from .predictor import load
             try:
-                predictor = Predictor(model, backend=config.backend, threads=config.threads_per_worker)
+                predictor = load(model, backend=config.backend, threads=config.threads_per_worker)
             except UserError as e:
                 print(f"error: {e}", file=sys.stderr, flush=True)
                 sys.exit(BOOT_ERROR)
@@ -151,11 +151,13 @@ def serve(model_path: Path, config: ServerConfig, log=print) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def select_backend_name_check(model: ModelDir, name: str) -> None:
-    """Fail before the workers start when the asked-for backend cannot run `model` (a bad name, no export)."""
+def select_backend_name_check(model: ModelDir | TwoStageDir, name: str) -> None:
+    """Fail before the workers start when the asked-for backend cannot run `model` (a bad name, no export;
+    for a two-stage model, either stage's)."""
     from .backends import resolve
 
-    resolve(model, name)
+    for network in (model.stages if isinstance(model, TwoStageDir) else (model,)):
+        resolve(network, name)
 
 
 def main() -> int:

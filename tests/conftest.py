@@ -137,6 +137,34 @@ def trained_detector(tmp_path_factory) -> Path:
     return run_local(root / "rec", root / "job", hp, log=lambda line: None)
 
 
+@pytest.fixture(scope="session")
+def crop_classifier(tmp_path_factory) -> Path:
+    """A classifier of the two card designs of `trained_detector`'s scenes, trained on the square crops of their
+    boxes (`pack --crops`) with its classes in the opposite order to the detector's, so that a two-stage model
+    that answers right has taken its names from the classifier."""
+    from magiccards.container.local_run import run_local
+    from magiccards.data.pack import pack
+    from magiccards.data.samples import read_classes
+    from magiccards.data.synth import synth
+    root = tmp_path_factory.mktemp("crop-classifier")
+    synth(root / "images", task="detection", count=160, classes=2, size=128, max_cards=2, seed=23, workers=2,
+          progress=False)
+    classes = read_classes(root / "images" / "classes.txt")[::-1]
+    pack(root / "images", root / "rec", classes=classes, val_fraction=0.2, seed=0, crops=True, workers=2,
+         progress=False, log=lambda line: None)
+    hp = dict(QUICK_HP, image_shape="3,48,48", optimizer="adam", learning_rate="0.002", epochs="6")
+    return run_local(root / "rec", root / "job", hp, log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def two_stage(trained_detector, crop_classifier, tmp_path_factory) -> Path:
+    """`magiccards combine` of the trained detector and the crop classifier: a two-stage model directory."""
+    from magiccards.combine import combine
+    out = tmp_path_factory.mktemp("two-stage") / "model"
+    combine(trained_detector, crop_classifier, out, log=lambda line: None)
+    return out
+
+
 def _free_port() -> int:
     import socket
 

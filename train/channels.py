@@ -1,8 +1,10 @@
 """The job's data channels: which reader opens each (RecordIO, images + .lst, Pipe mode), and the class names."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.data.samples import read_classes
 
 from magiccards.errors import DataError, HyperparameterError
@@ -64,3 +66,17 @@ def class_names(job: Job, train: ChannelData, num_classes: int | None) -> list[s
         raise DataError(f"the records use class index {top - 1} but only {len(classes)} classes are known; "
                         "set num_classes or ship the classes.txt written by `magiccards pack`")
     return classes
+
+
+def crop_rule(job: Job) -> dict | None:
+    """The crop rule of `pack --crops` records (its crop-rule.json in the train channel), None for whole images.
+    The model card keeps it: a two-stage model must cut its crops by the rule its classifier learnt from."""
+    for name in ("train", "train_lst", "classes"):
+        if name in job.channels and job.channels[name].is_dir():
+            for found in sorted(job.channels[name].rglob(CROP_RULE_FILE)):
+                try:
+                    rule = json.loads(found.read_text())
+                except (OSError, UnicodeDecodeError, ValueError):
+                    raise DataError(f"{found} cannot be read as JSON: pack the data again") from None
+                return rule if isinstance(rule, dict) else None
+    return None

@@ -28,7 +28,7 @@ from magiccards.model_dir import (
 )
 
 from . import devices, models, optim, transfer, weights
-from .channels import class_names, data_task, open_split, require_train
+from .channels import class_names, crop_rule, data_task, open_split, require_train
 from .checkpoints import job_fingerprint
 from .distributed import ParameterServer
 from .export import export, write_graph
@@ -91,18 +91,19 @@ def run(job: Job) -> dict:
             return state
 
         with writing("the model (the disk is full: free space or give the job a larger volume)", DISK_FULL):
-            _final_export(hp, net, recipe, classes, paths, state, train, val)
+            _final_export(hp, net, recipe, classes, paths, state, train, val, crop_rule(job))
         say(f"model written to {job.model_dir} ({symbol_name(hp.task)}, {params_name(hp.task)})")
         return state
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _final_export(hp, net, recipe, classes, paths: Paths, state: dict, train, val) -> None:
+def _final_export(hp, net, recipe, classes, paths: Paths, state: dict, train, val, crops: dict | None) -> None:
     metrics = _final_report(hp, recipe, classes, paths, state)
     export(net, paths.model_dir, task=hp.task, network=hp.network, classes=classes, image_shape=hp.image_shape,
            hyperparameters=hp.as_strings(), metrics=metrics,
-           dataset_sizes={"train": len(train.dataset), "validation": len(val.dataset) if val else 0})
+           dataset_sizes={"train": len(train.dataset), "validation": len(val.dataset) if val else 0,
+                          **({"crops": crops} if crops else {})})
 
 
 def _channel_digests(job: Job, names: tuple[str, ...]) -> dict[str, str]:

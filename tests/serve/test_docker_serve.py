@@ -62,7 +62,7 @@ def test_docker_run_image_serve_with_a_model_tar_gz(docker_client, classifier, p
         container.remove(force=True)
 
 
-@pytest.mark.parametrize("which", ["classifier", "detector"])
+@pytest.mark.parametrize("which", ["classifier", "detector", "two_stage"])
 def test_sagemaker_sdk_local_mode_deploys_the_image(docker_client, request, packed_cards, packed_scenes, tmp_path,
                                                     which):
     python = os.environ.get("MAGICCARDS_SDK_PYTHON")

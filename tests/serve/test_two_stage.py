@@ -1,0 +1,173 @@
+"""Two-stage models: `combine`, the crop rule shared with `pack --crops`, predicting, serving, refusals."""
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from magiccards.data.crops import RULE, crop_normalised
+from magiccards.data.load import load
+from magiccards.data.pack import pack
+from magiccards.data.synth import synth
+from magiccards.errors import ModelDirError
+from magiccards.model_dir import CARD, TwoStageDir, open_model, open_model_dir
+from magiccards.serve.images import decode_image
+from magiccards.serve.predictor import load as load_predictor
+
+from ..helpers import read_all, run_cli
+from .test_server import Server
+
+
+def _iou(a, b) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def test_two_stage_names_the_cards_it_finds_in_scenes_whose_boxes_are_known(two_stage, tmp_path):
+    """New scenes drawn as the detector's were: every card found is named right by its best box, with the
+    classifier's class order (the reverse of the detector's). Found: a box at IoU >= 0.65 (the small test
+    detector's boxes are loose; the square around a box at IoU 0.5 can hold more of another card than of its own)."""
+    synth(tmp_path / "scenes", task="detection", count=16, classes=2, size=128, max_cards=2, seed=41, workers=1,
+          progress=False)
+    dataset = load(tmp_path / "scenes", classes=tmp_path / "scenes" / "classes.txt")
+    found = right = cards = 0
+    with load_predictor(two_stage) as predictor:
+        assert predictor.classes == list(dataset.classes)[::-1] and predictor.model.task == "two-stage"
+        for sample in dataset.samples:
+            image = decode_image(sample.path.read_bytes())
+            h, w = image.shape[:2]
+            answer = predictor.predict([image], score_threshold=0.0)[0]
+            assert all(0 <= d.class_id < 2 and d.name == predictor.classes[d.class_id] for d in answer)
+            assert [d.score for d in answer] == sorted((d.score for d in answer), reverse=True)
+            for box in sample.boxes:
+                cards += 1
+                truth = (box.xmin / w, box.ymin / h, box.xmax / w, box.ymax / h)
+                matches = [d for d in answer if _iou(d.box, truth) >= 0.65]
+                if matches:
+                    found += 1
+                    right += matches[0].name == dataset.classes[box.cls]
+    assert found >= 2, f"the detector found {found} of {cards} cards"
+    assert right == found, f"{found - right} of the {found} cards found were named wrong"
+
+
+def test_the_crop_served_is_the_crop_pack_writes(tmp_path):
+    """The square a two-stage model cuts around a box has the pixels `pack --crops` stores for that box (up to
+    JPEG at quality 100), also where the square leaves the photo."""
+    rng = np.random.default_rng(5)
+    photo = (rng.random((180, 260, 3)) * 255).astype(np.uint8)
+    photo = np.asarray(Image.fromarray(photo).resize((260, 180), Image.BILINEAR).filter(
+        __import__("PIL.ImageFilter").ImageFilter.GaussianBlur(2)))
+    folder = tmp_path / "photos"
+    (folder / "images").mkdir(parents=True)
+    (folder / "annotations").mkdir()
+    Image.fromarray(photo).save(folder / "images" / "p.png")
+    boxes = [(2, 10, 60, 110), (150, 40, 250, 170)]  # both squares leave the photo
+    objects = "".join(f"<object><name>card</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax>"
+                      f"<ymax>{b[3]}</ymax></bndbox></object>" for b in boxes)
+    (folder / "annotations" / "p.xml").write_text(
+        f"<annotation><filename>p.png</filename><size><width>260</width><height>180</height><depth>3</depth></size>"
+        f"{objects}</annotation>")
+    pack(folder, tmp_path / "rec", val_fraction=0, crops=True, quality=100, workers=1, progress=False,
+         log=lambda line: None)
+    assert json.loads((tmp_path / "rec" / "crop-rule.json").read_text()) == RULE
+    stored = [np.asarray(Image.open(__import__("io").BytesIO(data)).convert("RGB"))
+              for _, data in read_all(tmp_path / "rec" / "train.rec")]
+    served = [crop_normalised(photo, (b[0] / 260, b[1] / 180, b[2] / 260, b[3] / 180)) for b in boxes]
+    assert sorted(s.shape for s in stored) == sorted(s.shape for s in served)
+    for crop, b in zip(served, boxes):
+        twin = next(s for s in stored if s.shape == crop.shape).astype(int)
+        error = np.abs(twin - crop.astype(int)).mean()
+        shifted = crop_normalised(photo, ((b[0] + 3) / 260, b[1] / 180, (b[2] + 3) / 260, b[3] / 180))
+        assert error < 2.0 and np.abs(twin - shifted.astype(int)).mean() > 3 * error  # JPEG's loss only
+
+
+def test_a_two_stage_model_opens_as_one_and_single_network_commands_refuse_it(two_stage, crop_classifier):
+    model = open_model(two_stage)
+    assert isinstance(model, TwoStageDir) and model.classes == open_model_dir(crop_classifier).classes
+    assert model.detector.task == "detection" and model.classifier.task == "classification"
+    assert json.loads((two_stage / CARD).read_text())["crop"] == RULE
+    with pytest.raises(ModelDirError, match="two-stage model"):
+        open_model_dir(two_stage)
+    r = run_cli("export", two_stage, "--format", "onnx")
+    assert r.returncode == 1 and "two-stage model" in r.stderr and "Traceback" not in r.stderr
+
+
+def _edited_copy(model, folder, edit):
+    shutil.copytree(model, folder)
+    card = json.loads((folder / CARD).read_text())
+    edit(card)
+    (folder / CARD).write_text(json.dumps(card))
+    return folder
+
+
+def test_combine_refuses_what_cannot_work_together(two_stage, trained_detector, crop_classifier, tmp_path):
+    wide = _edited_copy(crop_classifier, tmp_path / "wide", lambda c: c["input"].update(shape=[1, 3, 48, 64]))
+    other_rule = _edited_copy(crop_classifier, tmp_path / "rule",
+                              lambda c: c["dataset"].update(crops=dict(RULE, margin=0.25)))
+    exported = tmp_path / "exported"
+    shutil.copytree(crop_classifier, exported)
+    r = run_cli("export", exported, "--format", "onnx", "--precision", "fp32", "--validation",
+                crop_classifier.parent.parent / "rec" / "validation.rec")
+    assert r.returncode == 0, r.stderr
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "keep.txt").write_text("mine")
+    cases = [
+        ((two_stage, crop_classifier), "is itself a two-stage model"),
+        ((crop_classifier, crop_classifier), "is a classification model"),
+        ((trained_detector, trained_detector), "is a detection model"),
+        ((trained_detector, wide), "takes 64x48 images"),
+        ((trained_detector, other_rule), "learnt from crops cut by"),
+        ((trained_detector, exported), "mismatched exports: the classifier has onnx-fp32 and the detector has not"),
+    ]
+    for (detector, classifier), message in cases:
+        out = tmp_path / "out"
+        r = run_cli("combine", detector, classifier, "--out", out)
+        assert r.returncode == 1 and message in r.stderr, (message, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    r = run_cli("combine", trained_detector, crop_classifier, "--out", occupied)
+    assert r.returncode == 1 and "already exists" in r.stderr and sorted(p.name for p in occupied.iterdir()) == ["keep.txt"]
+    r = run_cli("combine", trained_detector, crop_classifier, "--out", tmp_path / "m", "--classes-per-box", "3")
+    assert r.returncode == 1 and "classes per box 3" in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_two_stage_archive_is_served_and_predicted_as_a_detector(trained_detector, crop_classifier, two_stage,
+                                                                  tmp_path):
+    """`combine --out model.tar.gz` (what SageMaker hosting gets), served: /invocations answers in the detector's
+    format what the predictor answers; `predict` draws and writes the same."""
+    archive = tmp_path / "model.tar.gz"
+    r = run_cli("combine", trained_detector, crop_classifier, "--out", archive)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert CARD in names and f"detector/{CARD}" in names and f"classifier/{CARD}" in names
+    assert not any(name.endswith("training-state.params") for name in names)
+    synth(tmp_path / "scene", task="detection", count=2, classes=2, size=128, max_cards=2, seed=43, workers=1,
+          progress=False)
+    photo = sorted((tmp_path / "scene" / "images").iterdir())[0]
+    with load_predictor(two_stage) as predictor:
+        expected = predictor.predict([decode_image(photo.read_bytes())], score_threshold=0.0, top_k=5)[0]
+    assert expected, "the two-stage model found no card"
+    server = Server(archive, workers=1)
+    try:
+        status, body = server.invoke(photo.read_bytes(), attributes="top_k=5")
+    finally:
+        server.stop()
+    assert status == 200
+    rows = json.loads(body)["prediction"]
+    assert len(rows) == len(expected)
+    for row, d in zip(rows, expected):
+        assert row[0] == d.class_id and abs(row[1] - d.score) < 1e-4
+        assert np.allclose(row[2:], d.box, atol=1e-4) and 0 <= row[2] < row[4] <= 1
+    out = tmp_path / "predicted"
+    r = run_cli("predict", archive, photo, "--out", out, "--score-threshold", f"{expected[-1].score - 1e-6}")
+    assert r.returncode == 0 and "two-stage model" in r.stdout, r.stderr
+    written = json.loads((out / f"{photo.stem}.json").read_text())
+    assert written["names"][:len(expected)] == [d.name for d in expected]
+    assert (out / f"{photo.stem}.jpg").stat().st_size > 1000
