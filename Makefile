@@ -18,7 +18,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 BASE_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|validation mAP|pretrained|transfer|frozen|freeze|model directory|error"
 
-.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real bench-faces base-detector base-classifier clean
+.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real bench-faces base-detector base-classifier two-stage clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -127,6 +127,24 @@ demo: install
 		"answers of the detector learnt from card images on real photos: $(DEMO)/faces-predicted/;" \
 		"a Greengrass component in $(DEMO)/greengrass; the DeepLens package, Lambda and its annotated frame in" \
 		"$(DEMO)/deeplens/"
+
+# find, then name: a two-stage model from photos with VOC boxes (PHOTOS=folder), each stage from the shipped base
+PHOTOS ?= tests/data/files/playing-cards
+TWO_STAGE ?= two-stage-output
+DETECTOR_EPOCHS ?= 20
+CLASSIFIER_EPOCHS ?= 30
+two-stage: install  ## a detector and a crop classifier of the same photo split, combined (PHOTOS=D TWO_STAGE=OUT)
+	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/rec --resize 300 --seed 0
+	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/crops-rec --crops --resize 128 --seed 0
+	$(BIN)/magiccards train $(TWO_STAGE)/rec --job-dir $(TWO_STAGE)/detector-job --network ssd_300_mobilenet0.25 \
+		--image_shape 300 --epochs $(DETECTOR_EPOCHS) --mini_batch_size 16 --optimizer adam --learning_rate 0.001 \
+		--augmentation_type ssd --use_pretrained_model 1
+	$(BIN)/magiccards train $(TWO_STAGE)/crops-rec --job-dir $(TWO_STAGE)/classifier-job --network mobilenet0.25 \
+		--image_shape 3,128,128 --epochs $(CLASSIFIER_EPOCHS) --mini_batch_size 32 --optimizer adam \
+		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1
+	rm -rf $(TWO_STAGE)/model
+	$(BIN)/magiccards combine $(TWO_STAGE)/detector-job/model $(TWO_STAGE)/classifier-job/model --out $(TWO_STAGE)/model
+	$(BIN)/magiccards predict $(TWO_STAGE)/model $(PHOTOS) --out $(TWO_STAGE)/predicted | tail -n 1
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack

@@ -97,24 +97,15 @@ def detector_run(name: str, scenes: Path, ranks: list[str], out: Path, budget: f
 
 
 def photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]:
-    """VOC07 mAP@0.5 per class and overall of `model` on every photo of `rec`."""
-    import numpy as np
-    from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+    """VOC07 mAP@0.5 per class and overall of `model` (any kind) on every photo of `rec`."""
+    from magiccards.deeplens.parity import map_per_class
     from magiccards.deeplens.validation import read_samples
-    from magiccards.serve.predictor import Predictor
+    from magiccards.serve.predictor import load
 
-    predictor = Predictor(model, backend="mxnet")
-    metric = VOC07MApMetric(iou_thresh=0.5, class_names=[str(i) for i in range(classes)])
-    for sample in read_samples(rec, "detection", limit=100000):
-        found = predictor.predict([sample.image])[0]
-        h, w = sample.image.shape[:2]
-        scale = np.array([w, h, w, h], np.float32)
-        boxes = (np.array([d.box for d in found], np.float32).reshape(-1, 4) * scale)[None]
-        metric.update(boxes, np.array([d.class_id for d in found], np.float32).reshape(1, -1),
-                      np.array([d.score for d in found], np.float32).reshape(1, -1),
-                      (sample.objects[:, 1:5] * scale)[None], sample.objects[None, :, 0])
-    values = [float(v) if np.isfinite(v) else 0.0 for v in metric.get()[1]]
-    return values[:-1], values[-1]
+    samples = read_samples(rec, "detection", limit=100000)
+    with load(model, backend="mxnet") as predictor:
+        results = [predictor.predict([s.image])[0] for s in samples]
+    return map_per_class(results, samples, classes)
 
 
 def crop_top1(model: Path, rec: Path, ranks: list[str]) -> tuple[dict, float]:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from magiccards.files import atomic_path, signals_held, write_text_atomic, writing
-from magiccards.model_dir import EXPORT_FORMATS, PARITY, PRECISIONS, ModelDir, open_model_dir
+from magiccards.model_dir import EXPORT_FORMATS, PARITY, PRECISIONS, ModelDir, TwoStageDir, open_model
 from magiccards.telemetry import openvino
 
 from . import onnx_export, openvino_export, parity
@@ -33,12 +33,12 @@ SOURCE = "source.json"
 PARITY_IMAGES = 200
 
 
-def _open(path: Path) -> ModelDir:
+def _open(path: Path) -> ModelDir | TwoStageDir:
     path = Path(path)
     if path.is_file():
         raise ExportError(f"{path} is an archive: exports are written into the model directory, so unpack it first "
                           f"(mkdir model && tar -xzf {path} -C model) and export the folder")
-    return open_model_dir(path)
+    return open_model(path)
 
 
 def refresh_if_foreign(model: ModelDir, log) -> None:
@@ -111,8 +111,10 @@ def _write(model: ModelDir, export_format: str, precision: str, calibration, log
 
 
 def export(model_path: Path, export_format: str, precision: str = "fp32", validation: Path | None = None,
-           calibration: Path | None = None, images: int = PARITY_IMAGES, log=print) -> dict:
-    """Export the model directory at `model_path` and check it; returns its parity record."""
+           calibration: Path | None = None, images: int = PARITY_IMAGES, classifier_validation: Path | None = None,
+           log=print) -> dict:
+    """Export the model directory at `model_path` and check it; returns its parity record. A two-stage model's
+    stages are exported and checked each, then the whole (`export_two_stage`)."""
     if export_format not in EXPORT_FORMATS:
         raise ExportError(f"format {export_format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     if precision not in PRECISIONS:
@@ -120,6 +122,9 @@ def export(model_path: Path, export_format: str, precision: str = "fp32", valida
     if images < 1:
         raise ExportError(f"--images must be at least 1 (got {images})")
     model = _open(model_path)
+    if isinstance(model, TwoStageDir):
+        return export_two_stage(model, export_format, precision, validation, calibration, images,
+                                classifier_validation, log)
     _import_runtimes(precision)
     # find every input before the work starts: a missing calibration set is one line, not a lost minute
     validation_rec = find_records(model, validation, "the parity check (--validation REC)")
@@ -142,6 +147,68 @@ def export(model_path: Path, export_format: str, precision: str = "fp32", valida
     _record(model, entry)
     log(parity.describe(entry))
     return entry
+
+
+def export_two_stage(model: TwoStageDir, export_format: str, precision: str, validation: Path | None,
+                     calibration: Path | None, images: int, classifier_validation: Path | None, log=print) -> dict:
+    """Export both stages of a two-stage model (each checked on its own validation records, as any model
+    directory), then check the whole on the detector's validation photos (mAP@0.5 of the two-stage model
+    on MXNet and on the exports). Returns the end-to-end record, stored in MODEL/parity.json."""
+    records = {}
+    for stage, given, cal in (("detector", validation, calibration), ("classifier", classifier_validation, None)):
+        network = getattr(model, stage)
+        rec = given or model.validation_records(stage)
+        if rec is None:
+            flag = "--validation" if stage == "detector" else "--classifier-validation"
+            raise ExportError(f"the {stage} of {model.path} was not combined from a job folder with its validation "
+                              f"records: pass {flag} REC (the .rec it was validated on)")
+        log(f"{stage}:")
+        records[stage] = export(network.path, export_format, precision, validation=rec,
+                                calibration=cal or rec, images=images, log=log)
+    detector_rec = Path(validation or model.validation_records("detector"))
+    if not set(model.detector.classes) <= set(model.classes):
+        entry = {"format": export_format, "precision": precision, "passed": None,
+                 "note": "the detector's classes are not the model's (a one-class detector?): the end-to-end check "
+                         "needs photos boxed with the classifier's classes, which its records are not"}
+    else:
+        from magiccards.serve.predictor import load
+
+        runtime = EXPORT_FORMATS[export_format][0]
+        samples = _in_classes(read_samples(detector_rec, "detection", images), model.detector.classes, model.classes)
+        with load(model, backend="mxnet") as reference, load(model, backend=f"{runtime}:{precision}") as exported:
+            entry = {"format": export_format, "precision": precision, "runtime": runtime,
+                     "ran_at": exported.detector.backend.ran_at, "validation": str(detector_rec)}
+            entry.update(parity.compare(reference, exported, samples, precision))
+    entry["stages"] = {stage: {"passed": r["passed"], "file": f"{stage}/exports/{r['file']}"}
+                       for stage, r in records.items()}
+    entry["passed"] = entry["passed"] is not False and all(r["passed"] for r in records.values())
+    kept = [r for r in _two_stage_records(model) if (r.get("format"), r.get("precision")) != (export_format, precision)]
+    write_text_atomic(model.parity_file, json.dumps(kept + [entry], indent=1))
+    log("end to end: " + (parity.describe(entry) if "map_mxnet" in entry else entry["note"]))
+    return entry
+
+
+def _in_classes(samples: list, old: tuple[str, ...], new: tuple[str, ...]) -> list:
+    """Detection samples whose class indices of `old` names are those of the same names in `new`."""
+    import dataclasses
+
+    import numpy as np
+
+    index = np.array([new.index(name) for name in old], np.float32)
+    renamed = []
+    for sample in samples:
+        objects = sample.objects.copy()
+        objects[:, 0] = index[objects[:, 0].astype(int)]
+        renamed.append(dataclasses.replace(sample, objects=objects))
+    return renamed
+
+
+def _two_stage_records(model: TwoStageDir) -> list[dict]:
+    try:
+        records = json.loads(model.parity_file.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
 def check(model: ModelDir, export_format: str, precision: str, samples) -> dict:

@@ -24,6 +24,12 @@ GATES = {"fp32": {"agreement": 100.0, "max_difference": 1e-4, "map_points": 0.5}
 
 def map_of(results: list, samples: list[Sample], classes: int) -> float:
     """VOC07 mAP@0.5 of `results` (lists of Detection) against the samples' own boxes."""
+    return map_per_class(results, samples, classes)[1]
+
+
+def map_per_class(results: list, samples: list[Sample], classes: int) -> tuple[list[float], float]:
+    """VOC07 AP@0.5 per class (0 for a class never seen) and their mean (mAP) of `results` (lists of Detection)
+    against the samples' own boxes."""
     from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
     metric = VOC07MApMetric(iou_thresh=0.5, class_names=[str(i) for i in range(classes)])
@@ -37,8 +43,8 @@ def map_of(results: list, samples: list[Sample], classes: int) -> float:
         scores = np.array([d.score for d in found], np.float32).reshape(1, -1)
         objects = sample.objects
         metric.update(boxes, labels, scores, (objects[:, 1:5] * scale)[None], objects[None, :, 0])
-    value = metric.get()[1][-1]
-    return float(value) if np.isfinite(value) else 0.0
+    values = [float(v) if np.isfinite(v) else 0.0 for v in metric.get()[1]]
+    return values[:-1], values[-1]
 
 
 def compare(reference: Predictor, export: Predictor, samples: list[Sample], precision: str) -> dict:

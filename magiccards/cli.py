@@ -261,13 +261,16 @@ def _add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model for ONNX Runtime or OpenVINO, checked against MXNet",
                        description="Writes MODEL/exports/<format>-<precision>/ and a parity record (exports/parity.json) "
                                    "measured on real validation images; `serve` and `predict` pick it up.")
-    p.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    p.add_argument("model", type=Path, help="a model directory (a job's model/ folder), or a two-stage model (both stages)")
     p.add_argument("--format", dest="export_format", required=True, help="onnx or openvino")
     p.add_argument("--precision", default="fp32", help="fp32 (default), fp16 or int8")
     p.add_argument("--validation", type=Path, default=None,
                    help="the .rec the parity check runs on (default: the job's validation channel)")
     p.add_argument("--calibration", type=Path, default=None,
                    help="int8: the .rec calibrated on (default: the validation records)")
+    p.add_argument("--classifier-validation", type=Path, default=None,
+                   help="a two-stage model: the .rec its classifier's parity check runs on (default: the records of "
+                        "the job it was combined from; --validation is then the detector's, and the whole's)")
     p.add_argument("--images", type=int, default=200, help="validation images the parity check uses (default 200)")
     p.set_defaults(func=_run_export)
 
@@ -275,7 +278,7 @@ def _add_export(sub) -> None:
 def _run_export(args) -> int:
     from .deeplens.export import export
     export(args.model, args.export_format, args.precision, validation=args.validation,
-               calibration=args.calibration, images=args.images)
+           calibration=args.calibration, images=args.images, classifier_validation=args.classifier_validation)
     return 0  # a failed gate is reported and recorded; the export is kept for inspection
 
 

@@ -93,5 +93,14 @@ def _assemble(detector: ModelDir, classifier: ModelDir, folder: Path, settings: 
     skip = shutil.ignore_patterns(TRAINING_STATE, ARCHIVE, "*.tar.gz", ".*.tmp")  # what serving does not need
     shutil.copytree(detector.path, folder / DETECTOR_DIR, ignore=skip)
     shutil.copytree(classifier.path, folder / CLASSIFIER_DIR, ignore=skip)
-    write_two_stage_card(folder, list(classifier.classes), settings)
+    write_two_stage_card(folder, list(classifier.classes), settings,
+                         validation={"detector": _validation_of(detector), "classifier": _validation_of(classifier)})
     open_model(folder)  # what was written opens as a two-stage model
+
+
+def _validation_of(model: ModelDir) -> str | None:
+    """The validation records of the job a stage came from (its `input/data/validation/*.rec`), if it did:
+    `export` of the two-stage model checks each stage, and the whole, on them."""
+    channel = model.path.parent / "input" / "data" / "validation"
+    recs = sorted(channel.glob("*.rec")) if channel.is_dir() else []
+    return str(recs[0].resolve()) if recs else None

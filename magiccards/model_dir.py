@@ -179,12 +179,24 @@ class TwoStageDir:
     def stages(self) -> tuple[ModelDir, ModelDir]:
         return self.detector, self.classifier
 
+    def validation_records(self, stage: str) -> Path | None:
+        """The validation records the stage ("detector" or "classifier") was trained with, when recorded and
+        still there."""
+        value = (self.card.get("validation") or {}).get(stage) if isinstance(self.card.get("validation"), dict) else None
+        return Path(value) if isinstance(value, str) and Path(value).is_file() else None
+
+    @property
+    def parity_file(self) -> Path:
+        """The end-to-end parity records of the exports (one per format and precision)."""
+        return self.path / PARITY
+
 
 TWO_STAGE_DEFAULTS = {"nms_iou": 0.45, "classes_per_box": 2, "max_boxes": 32, "box_threshold": 0.01}
 
 
-def write_two_stage_card(folder: Path, classes: list[str], settings: dict) -> None:
-    """The card and classes.txt of a two-stage model whose stages are already in `folder`."""
+def write_two_stage_card(folder: Path, classes: list[str], settings: dict, validation: dict | None = None) -> None:
+    """The card and classes.txt of a two-stage model whose stages are already in `folder`. `validation`: the
+    validation records each stage was trained with, where known (`export` checks on them by default)."""
     settings = {**TWO_STAGE_DEFAULTS, **settings}
     write_classes(Path(folder) / CLASSES, classes)
     _write_json(Path(folder) / CARD, {
@@ -196,7 +208,7 @@ def write_two_stage_card(folder: Path, classes: list[str], settings: dict) -> No
                  "softmax of its crop)",
         "output": "as a detector: [class, score, xmin, ymin, xmax, ymax] normalised to the image, over the "
                   "classifier's classes",
-        "classes": classes,
+        "classes": classes, "validation": validation or {},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
 

@@ -94,7 +94,7 @@ def test_a_two_stage_model_opens_as_one_and_single_network_commands_refuse_it(tw
     assert json.loads((two_stage / CARD).read_text())["crop"] == RULE
     with pytest.raises(ModelDirError, match="two-stage model"):
         open_model_dir(two_stage)
-    r = run_cli("export", two_stage, "--format", "onnx")
+    r = run_cli("deeplens", "package", two_stage, "--out", two_stage.parent / "p.tar.gz")
     assert r.returncode == 1 and "two-stage model" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -171,3 +171,28 @@ def test_a_two_stage_archive_is_served_and_predicted_as_a_detector(trained_detec
     written = json.loads((out / f"{photo.stem}.json").read_text())
     assert written["names"][:len(expected)] == [d.name for d in expected]
     assert (out / f"{photo.stem}.jpg").stat().st_size > 1000
+
+
+def test_export_of_a_two_stage_model_checks_each_stage_and_the_whole(two_stage, tmp_path):
+    """Both stages exported (each with its own parity record on its own job's validation records), then the
+    whole checked end to end on the detector's validation photos; serving then runs both stages' exports."""
+    model = tmp_path / "model"
+    shutil.copytree(two_stage, model)
+    r = run_cli("export", model, "--format", "onnx", "--images", "40")
+    assert r.returncode == 0, r.stderr
+    assert "end to end: parity of onnx fp32 (ran fp32) on 40 validation images" in r.stdout
+    (record,) = json.loads((model / "parity.json").read_text())
+    assert record["passed"] is True and abs(record["map_points_lost"]) <= 1.0 and record["map_mxnet"] > 0
+    assert {s: v["passed"] for s, v in record["stages"].items()} == {"detector": True, "classifier": True}
+    for stage in ("detector", "classifier"):
+        (stage_record,) = json.loads((model / stage / "exports" / "parity.json").read_text())
+        assert stage_record["passed"] is True and (model / stage / "exports" / "onnx-fp32" / "model.onnx").is_file()
+    photo = next((model.parent.parent / "trained-detector0" / "images" / "images").glob("*.jpg"), None)
+    image = decode_image(photo.read_bytes()) if photo else np.zeros((128, 128, 3), np.uint8)
+    with load_predictor(model, backend="auto") as exported, load_predictor(model, backend="mxnet") as reference:
+        assert exported.detector.backend.name == exported.classifier.backend.name == "onnxruntime"
+        got, expected = exported.predict([image], top_k=4)[0], reference.predict([image], top_k=4)[0]
+    assert [d.class_id for d in got] == [d.class_id for d in expected]
+    assert np.allclose([d.score for d in got], [d.score for d in expected], atol=1e-3)
+    r = run_cli("export", model, "--format", "onnx", "--classifier-validation", tmp_path / "missing.rec")
+    assert r.returncode == 1 and "missing.rec does not exist" in r.stderr
