@@ -35,7 +35,8 @@ from pathlib import Path
 from magiccards.aws import S3Uri
 from magiccards.errors import UserError
 from magiccards.files import atomic_paths, write_text_atomic, writing
-from magiccards.model_dir import EXPORT_FILES, EXPORT_FORMATS, PARITY, ModelDir, open_model_dir
+from magiccards.model_dir import (CLASSIFIER_DIR, DETECTOR_DIR, EXPORT_FILES, EXPORT_FORMATS, PARITY, ModelDir,
+                                  TwoStageDir, open_model)
 
 RECIPE_FORMAT = "2020-01-25"
 ARTIFACT = "magiccards-edge"
@@ -77,37 +78,49 @@ class Component:
         return self.recipe["Manifests"][0]["Artifacts"][0]["URI"]
 
 
-def default_name(model: ModelDir) -> str:
+def default_name(model: ModelDir | TwoStageDir) -> str:
     """com.magiccards.<job folder name>, cleaned to the characters a component name may hold."""
     job = model.path.parent.name if model.path.name == "model" else model.path.name
     return "com.magiccards." + (re.sub(r"[^A-Za-z0-9._-]+", "-", job).strip("-.") or "model")
 
 
-def choose_export(model: ModelDir, wanted: str | None, log, validation: Path | None = None) -> tuple[str, str]:
+def _wanted_export(wanted: str) -> tuple[str, str]:
+    """(format, precision) of an --export value: `onnx`, `openvino:int8`, `onnxruntime:fp16`..."""
+    from magiccards.serve.backends import parse
+
+    fmt, precision = (wanted.split(":", 1) + ["fp32"])[:2]
+    if fmt not in EXPORT_FORMATS:
+        runtime, precision = parse(wanted)  # onnxruntime:fp16 names the runtime; it says what is valid
+        fmt = next((f for f, (r, _) in EXPORT_FORMATS.items() if r == runtime), None)
+        if fmt is None:
+            raise GreengrassError(f"--export {wanted!r}: give onnx or openvino, optionally :fp32, :fp16 or :int8")
+        precision = precision or "fp32"
+    return fmt, precision
+
+
+def choose_export(model: ModelDir | TwoStageDir, wanted: str | None, log,
+                  validation: Path | None = None) -> tuple[str, str]:
     """The (format, precision) the component runs: the one asked for (`onnx`, `openvino:int8`...) or the
-    fastest export whose parity passed, exported now (ONNX FP32) when there is none. An export that
-    failed its gate is refused: the device would give other answers than the model."""
-    from magiccards.serve.backends import available, parse, passed_exports
+    fastest export whose parity passed (for a two-stage model: in both stages), exported now (ONNX FP32)
+    when there is none. An export that failed its gate is refused: the device would give other answers
+    than the model."""
+    from magiccards.serve.backends import available, passed_exports
 
     from .export import export
 
+    stages = model.stages if isinstance(model, TwoStageDir) else (model,)
     if wanted:
-        fmt, precision = (wanted.split(":", 1) + ["fp32"])[:2]
-        if fmt not in EXPORT_FORMATS:
-            runtime, precision = parse(wanted)  # onnxruntime:fp16 names the runtime; it says what is valid
-            fmt = next((f for f, (r, _) in EXPORT_FORMATS.items() if r == runtime), None)
-            if fmt is None:
-                raise GreengrassError(f"--export {wanted!r}: give onnx or openvino, optionally :fp32, :fp16 or :int8")
-            precision = precision or "fp32"
+        fmt, precision = _wanted_export(wanted)
     else:
-        found = available(model)
+        found = [e for e in available(stages[0]) if all(e in available(s) for s in stages[1:])]
         fmt, precision = found[0] if found else ("onnx", "fp32")
-    if (fmt, precision) not in passed_exports(model) or not model.export_file(fmt, precision).is_file():
-        failed = [r for r in model.parity_records() if (r.get("format"), r.get("precision")) == (fmt, precision)
-                  and model.record_matches(r) and r.get("passed") is False]
-        if failed and model.export_file(fmt, precision).is_file():
-            raise GreengrassError(f"the {fmt} {precision} export of {model.path} failed its parity check "
-                                  "(exports/parity.json): choose another with --export, e.g. onnx:fp32")
+    if any((fmt, precision) not in passed_exports(s) or not s.export_file(fmt, precision).is_file() for s in stages):
+        for stage in stages:
+            failed = [r for r in stage.parity_records() if (r.get("format"), r.get("precision")) == (fmt, precision)
+                      and stage.record_matches(r) and r.get("passed") is False]
+            if failed and stage.export_file(fmt, precision).is_file():
+                raise GreengrassError(f"the {fmt} {precision} export of {stage.path} failed its parity check "
+                                      "(exports/parity.json): choose another with --export, e.g. onnx:fp32")
         log(f"exporting {fmt} {precision} first (magiccards export)")
         record = export(model.path, fmt, precision, validation=validation, log=log)
         if not record["passed"]:
@@ -116,8 +129,17 @@ def choose_export(model: ModelDir, wanted: str | None, log, validation: Path | N
     return fmt, precision
 
 
-def _copy_model(model: ModelDir, fmt: str, precision: str, target: Path) -> None:
-    """The model directory with only the export it runs (the predictor checks its parity record)."""
+def _copy_model(model: ModelDir | TwoStageDir, fmt: str, precision: str, target: Path) -> None:
+    """The model directory with only the export it runs (the predictor checks its parity record); a two-stage
+    model's card and both stages, each so."""
+    if isinstance(model, TwoStageDir):
+        target.mkdir(parents=True)
+        for path in model.path.iterdir():
+            if path.is_file():
+                shutil.copy2(path, target / path.name)
+        _copy_model(model.detector, fmt, precision, target / DETECTOR_DIR)
+        _copy_model(model.classifier, fmt, precision, target / CLASSIFIER_DIR)
+        return
     target.mkdir(parents=True)
     for path in model.path.iterdir():
         if path.is_file() and path.name != model.training_state_file.name:
@@ -139,7 +161,8 @@ def runtime_modules() -> dict[str, str]:
     """{module name: source file} of every magiccards module the inference script imports, found by
     importing it in a fresh interpreter (so the list follows the code, not a hand-kept copy)."""
     probe = ("import json, sys, runpy; sys.argv = ['infer']; import magiccards.deeplens.greengrass_infer; "
-             "import magiccards.serve.predictor, magiccards.serve.predict_files, magiccards.serve.edge_backends; "
+             "import magiccards.serve.predictor, magiccards.serve.predict_files, magiccards.serve.edge_backends, "
+             "magiccards.serve.two_stage; "
              "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() "
              "if n.split('.')[0] == 'magiccards' and getattr(m, '__file__', None)}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
@@ -168,7 +191,7 @@ def requirements(fmt: str) -> list[str]:
     return pins + [f"awsiotsdk=={AWSIOTSDK}"]
 
 
-def recipe(name: str, version: str, uri: str, model: ModelDir, fmt: str, precision: str, topic: str,
+def recipe(name: str, version: str, uri: str, model: ModelDir | TwoStageDir, fmt: str, precision: str, topic: str,
            source: str) -> dict:
     """The component recipe (a dict; written as JSON and YAML)."""
     root = "{artifacts:decompressedPath}/" + ARTIFACT
@@ -283,7 +306,7 @@ def build(model_path: Path, out: Path, *, bucket: str | None = None, export: str
           name: str | None = None, version: str = "1.0.0", topic: str | None = None, source: str = "0",
           validation: Path | None = None, log=print) -> Component:
     """Write the component of the model at `model_path` into `out` (recipes/ and artifacts/)."""
-    model = open_model_dir(Path(model_path))
+    model = open_model(Path(model_path))
     name = name or default_name(model)
     if not NAME_PATTERN.match(name):
         raise GreengrassError(f"--name {name!r}: letters, digits, '.', '_' and '-' only, at most 128 characters")
@@ -300,7 +323,7 @@ def build(model_path: Path, out: Path, *, bucket: str | None = None, export: str
     check_topic(topic)
     check_source(source)
     fmt, precision = choose_export(model, export, log, validation)
-    model = open_model_dir(model.path)
+    model = open_model(model.path)
     uri = f"{bucket_uri}/{name}/{version}/{ARTIFACT}.zip"
     value = recipe(name, version, uri, model, fmt, precision, topic, source)
     validate_recipe(value)

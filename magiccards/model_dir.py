@@ -176,6 +176,10 @@ class TwoStageDir:
     task = TWO_STAGE
 
     @property
+    def network(self) -> str:
+        return f"{self.detector.network} then {self.classifier.network}"
+
+    @property
     def stages(self) -> tuple[ModelDir, ModelDir]:
         return self.detector, self.classifier
 

@@ -13,6 +13,7 @@ import botocore.session
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from botocore.stub import Stubber
 from botocore.validate import validate_parameters
 from magiccards.deeplens.greengrass import GreengrassError, build, validate_recipe
@@ -367,3 +368,40 @@ def test_a_component_written_on_a_full_disk_leaves_the_old_one_whole(trained_cla
     assert "Traceback" not in done.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_two_stage_component_runs_both_stages_exports_on_the_device(two_stage, stand_in, tmp_path):
+    """A two-stage model's component: both stages exported (ONNX FP32, each checked, and the whole), both in
+    the artifact with only that export; its script publishes what the two-stage model answers on MXNet."""
+    from magiccards.serve.predictor import load
+
+    model = tmp_path / "two-stage"
+    shutil.copytree(two_stage, model)
+    component = build(model, tmp_path / "component", log=lambda line: None)
+    assert component.export == ("onnx", "fp32") and "two-stage" in component.recipe["ComponentDescription"]
+    root = _unpack(component.artifact, tmp_path / "device")
+    for stage in ("detector", "classifier"):
+        assert (root / "model" / stage / "exports" / "onnx-fp32" / "model.onnx").is_file()
+        assert not (root / "model" / stage / "training-state.params").exists()
+    assert json.loads((root / "model" / "model-card.json").read_text())["task"] == "two-stage"
+    from magiccards.data.synth import synth
+    synth(tmp_path / "scenes", task="detection", count=3, classes=2, size=128, max_cards=2, seed=44, workers=1,
+          progress=False)
+    scenes = tmp_path / "scenes" / "images"
+    record = tmp_path / "published.jsonl"
+    done = _run_script(root, stand_in, record, "--source", scenes, "--topic", "cards/found", "--once",
+                       "--score-threshold", "0.02", "--backend", "onnxruntime:fp32")
+    assert done.returncode == 0, done.stderr
+    messages = [json.loads(line) for line in record.read_text().splitlines()]
+    assert len(messages) == 3 and "mxnet" not in messages[0]["modules"]
+    found = 0
+    with load(two_stage, backend="mxnet") as reference:
+        for m in messages:
+            image = np.asarray(Image.open(scenes / m["payload"]["source"]).convert("RGB"))
+            want = reference.predict([image], score_threshold=0.02)[0]
+            got = m["payload"]["prediction"]
+            assert len(got) == len(want) and m["payload"]["names"] == [d.name for d in want]
+            for row, d in zip(got, want):
+                assert row[0] == d.class_id and abs(row[1] - d.score) < 1e-3
+            found += len(got)
+    assert found > 0, "the two-stage model found cards in the scenes"
