@@ -16,6 +16,10 @@ alternating rounds (best of 3 each):
   batch (8 one-colour 8000 x 8000 PNGs, 84 KB of JSON) every second. The good clients' p99 and error
   count, and the server's peak memory (sampled every 50 ms), quiet against hostile. Targets: 0 errors
   for the good clients, p99 <= 3x quiet, peak memory <= 1.5x quiet. (`--hostile-only` runs this alone.)
+- two-stage (`--two-stage-only` runs this alone): the detector and the classifier put together with
+  `magiccards combine`; p50 latency per photo holding four cards, in-process, of the two-stage model
+  against the detector alone, on MXNet and on the fastest export both stages passed (`auto`), measured
+  in alternating rounds. Target: two-stage <= 2x the detector alone.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import time
 from pathlib import Path
 
 DEMO = Path("demo-output")
+TWO_STAGE = Path("bench-output") / "real" / "two-stage"  # `make bench-real BENCH_REAL_ARGS="--part two-stage"`
 ROUNDS = 3
 
 
@@ -112,15 +117,15 @@ def _best(runs: list[dict]) -> dict:
     return max(runs, key=lambda r: r["rate"])
 
 
-def _in_process(predictor, jpegs: list[bytes], requests: int) -> dict:
+def _in_process(predictor, jpegs: list[bytes], requests: int, score_threshold: float = 0.0) -> dict:
     from magiccards.serve.images import decode_image
     for jpeg in jpegs[:5]:
-        predictor.predict([decode_image(jpeg)])
+        predictor.predict([decode_image(jpeg)], score_threshold=score_threshold)
     latencies = []
     started = time.perf_counter()
     for i in range(requests):
         t = time.perf_counter()
-        predictor.predict([decode_image(jpegs[i % len(jpegs)])])
+        predictor.predict([decode_image(jpegs[i % len(jpegs)])], score_threshold=score_threshold)
         latencies.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - started
     p50, p99 = _percentiles(latencies)
@@ -319,6 +324,61 @@ def hostile(name: str, model: Path, rec: Path, requests: int) -> list[str]:
     ]
 
 
+def _four_card_photos(out: Path, n: int = 12) -> list[bytes]:
+    """JPEGs of generated table-top scenes (512 px) that hold exactly four cards."""
+    from magiccards.data.load import load
+    from magiccards.data.synth import synth
+
+    synth(out, task="detection", count=12 * n, classes=6, max_cards=4, seed=7, workers=2, progress=False)
+    samples = load(out, classes=out / "classes.txt").samples
+    return [s.path.read_bytes() for s in samples if len(s.boxes) == 4][:n]
+
+
+def two_stage(detector: Path, classifier: Path, requests: int) -> list[str]:
+    """p50 latency per four-card photo: the two-stage model against its detector alone, MXNet and `auto`, at
+    the score thresholds of a server's default (0: every box named) and of `predict` (0.3)."""
+    import tempfile
+
+    from magiccards.combine import combine
+    from magiccards.deeplens.export import export
+    from magiccards.model_dir import open_model
+    from magiccards.serve.backends import available
+    from magiccards.serve.predictor import load
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="bench-two-stage-") as scratch:
+        model = Path(scratch) / "two-stage"
+        combine(detector, classifier, model, log=lambda line: None)
+        opened = open_model(model)
+        if not set(available(opened.detector)) & set(available(opened.classifier)):
+            print("exporting both stages (OpenVINO FP32, each checked on its job's validation records)", flush=True)
+            export(model, "openvino", "fp32", images=50, log=lambda line: None)
+        jpegs = _four_card_photos(Path(scratch) / "scenes")
+        for backend in ("mxnet", "auto"):
+            with load(detector, backend=backend) as alone, load(model, backend=backend) as both:
+                for threshold in (0.0, 0.3):
+                    runs = {"alone": [], "both": []}
+                    for _ in range(ROUNDS):
+                        for side, predictor in (("alone", alone), ("both", both)):
+                            runs[side].append(_in_process(predictor, jpegs, requests, threshold))
+                    a, b = _best(runs["alone"]), _best(runs["both"])
+                    ran = f"{alone.backend.name} {alone.backend.precision}"
+                    ratio = b["p50"] / a["p50"]
+                    lines.append(f"two-stage ({backend}: {ran} / {both.classifier.backend.name} "
+                                 f"{both.classifier.backend.precision}, score threshold {threshold:g}): p50 "
+                                 f"{b['p50']:.1f} ms per four-card photo vs detector alone {a['p50']:.1f} ms = "
+                                 f"{ratio:.2f}x (target <= 2x: {'met' if ratio <= 2 else 'MISSED'})")
+                    print(lines[-1], flush=True)
+    return lines
+
+
+def _two_stage_parts(args) -> tuple[Path, Path]:
+    """The stages measured: bench-real's detector and crop classifier of real photos (mobilenet0.25 at 128 px,
+    as a two-stage model has) when it trained them, else the demo's models."""
+    parts = args.two_stage_detector, args.two_stage_classifier
+    return parts if all((p / "model-card.json").is_file() for p in parts) else (args.detector, args.classifier)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--classifier", type=Path, default=DEMO / "cards-job" / "model")
@@ -329,8 +389,17 @@ def main() -> int:
     ap.add_argument("--memory-requests", type=int, default=2000)
     ap.add_argument("--hostile-requests", type=int, default=800, help="good clients' requests per hostile round")
     ap.add_argument("--hostile-only", action="store_true", help="only the hostile round")
+    ap.add_argument("--two-stage-only", action="store_true", help="only the two-stage latency")
+    ap.add_argument("--two-stage-detector", type=Path, default=TWO_STAGE / "detector-T-2" / "model",
+                    help="the two-stage model's detector (default: the one `make bench-real BENCH_REAL_ARGS="
+                         "'--part two-stage'` trained on real photos, else --detector)")
+    ap.add_argument("--two-stage-classifier", type=Path, default=TWO_STAGE / "classifier-T-2" / "model",
+                    help="its crop classifier (default: bench-real's, else --classifier)")
     args = ap.parse_args()
     lines = []
+    if args.two_stage_only:
+        print("\n" + "\n".join(two_stage(*_two_stage_parts(args), args.requests)))
+        return 0
     for name, model, rec in (("classifier", args.classifier, args.classifier_rec),
                              ("detector", args.detector, args.detector_rec)):
         if not (model / "model-card.json").is_file() or not rec.is_file():
@@ -340,6 +409,8 @@ def main() -> int:
             print("\n".join(lines[-4:]), flush=True)
         lines += hostile(name, model, rec, args.hostile_requests)
         print("\n".join(lines[-2:]), flush=True)
+    if not args.hostile_only:
+        lines += two_stage(*_two_stage_parts(args), args.requests)
     print("\n" + "\n".join(lines))
     return 0
 

@@ -64,6 +64,8 @@ class TwoStagePredictor:
     def _one(self, image: np.ndarray, score_threshold: float, top_k: int | None) -> list[Detection]:
         kept, crops = [], []
         for score, box in self.boxes(image):
+            if score < score_threshold:  # box score x probability <= box score: nothing of it could be kept
+                break
             crop = crop_normalised(image, box)
             if crop is not None:
                 kept.append((score, box))
