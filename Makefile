@@ -107,6 +107,10 @@ demo: install
 	@echo "Packaging the classifier as an AWS IoT Greengrass v2 component (recipe + artifact; --publish uploads it):"
 	$(BIN)/magiccards greengrass $(DEMO)/cards-job/model --out $(DEMO)/greengrass
 	$(BIN)/magiccards synth $(DEMO)/new-scene --task detection --count 1 --classes 6 --seed 99 > /dev/null
+	@echo "Find, then name: the detector and the classifier combined into one two-stage model, answering a new scene:"
+	rm -rf $(DEMO)/two-stage
+	$(BIN)/magiccards combine $(DEMO)/scenes-job/model $(DEMO)/cards-job/model --out $(DEMO)/two-stage
+	$(BIN)/magiccards predict $(DEMO)/two-stage $(DEMO)/new-scene/images --out $(DEMO)/two-stage-predicted | tail -n 1
 	@echo "Packaging the detector for AWS DeepLens (DeepLens layers only, checked against the trained model; the real"
 	@echo "Model Optimizer check and a run of the generated Lambda need .venv-mo: make $(MO_VENV)/.installed):"
 	$(BIN)/magiccards deeplens package $(DEMO)/scenes-job/model --out $(DEMO)/deeplens/scenes.tar.gz \
@@ -125,6 +129,7 @@ demo: install
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
 		"the served scene, drawn: $(DEMO)/served/; exports in $(DEMO)/*-job/model/exports;" \
 		"answers of the detector learnt from card images on real photos: $(DEMO)/faces-predicted/;" \
+		"the two-stage model (detector, then classifier) and its answer: $(DEMO)/two-stage, $(DEMO)/two-stage-predicted/;" \
 		"a Greengrass component in $(DEMO)/greengrass; the DeepLens package, Lambda and its annotated frame in" \
 		"$(DEMO)/deeplens/"
 

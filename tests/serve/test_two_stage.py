@@ -196,3 +196,42 @@ def test_export_of_a_two_stage_model_checks_each_stage_and_the_whole(two_stage, 
     assert np.allclose([d.score for d in got], [d.score for d in expected], atol=1e-3)
     r = run_cli("export", model, "--format", "onnx", "--classifier-validation", tmp_path / "missing.rec")
     assert r.returncode == 1 and "missing.rec does not exist" in r.stderr
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: shutil.rmtree(m / "classifier"), "lacks its classifier (classifier/model-card.json)"),
+    (lambda m: _edit_card(m, lambda c: c.update(classes_per_box="two")), "are not numbers"),
+    (lambda m: _edit_card(m, lambda c: c.update(classes_per_box=7)), "classes per box 7 is not from 1 to"),
+    (lambda m: _edit_card(m, lambda c: c["nms"].update(iou=0)), "is not an IoU in (0, 1]"),
+    (lambda m: _edit_card(m, lambda c: c["crop"].update(margin=0.3)), "cuts its crops by"),
+    (lambda m: (m / "classes.txt").write_text("one\ntwo\n"), "differs from classifier/classes.txt"),
+    (lambda m: _swap_stages(m), "holds a classification model where the two-stage model's detector"),
+    (lambda m: _nest(m), "is itself a two-stage model"),
+])
+def test_a_damaged_two_stage_model_is_refused_in_one_line(two_stage, tmp_path, damage, message):
+    """Files that contradict each other, or a stage missing: `predict` (and every command opening a model)
+    says which file, in one line, and writes nothing."""
+    model = tmp_path / "model"
+    shutil.copytree(two_stage, model)
+    damage(model)
+    r = run_cli("predict", model, tmp_path, "--out", tmp_path / "out")
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def _edit_card(model, edit):
+    card = json.loads((model / CARD).read_text())
+    edit(card)
+    (model / CARD).write_text(json.dumps(card))
+
+
+def _swap_stages(model):
+    (model / "detector").rename(model / "d")
+    (model / "classifier").rename(model / "detector")
+    (model / "d").rename(model / "classifier")
+
+
+def _nest(model):
+    shutil.copytree(model, model.parent / "inner")
+    shutil.rmtree(model / "detector")
+    (model.parent / "inner").rename(model / "detector")
