@@ -104,7 +104,7 @@ def photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]
     """VOC07 mAP@0.5 per class and overall of `model` (any kind) on every photo of `rec`."""
     from magiccards.deeplens.parity import map_per_class
     from magiccards.deeplens.validation import read_samples
-    from magiccards.serve.predictor import load
+    from magiccards.serve.loader import load
 
     samples = read_samples(rec, "detection", limit=100000)
     with load(model, backend="mxnet") as predictor:

@@ -277,7 +277,7 @@ def two_stage(args, out: Path) -> dict:
 def _photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]:
     from magiccards.deeplens.parity import map_per_class
     from magiccards.deeplens.validation import read_samples
-    from magiccards.serve.predictor import load
+    from magiccards.serve.loader import load
 
     samples = read_samples(rec, "detection", limit=100000)
     with load(model, backend="mxnet") as predictor:

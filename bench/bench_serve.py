@@ -343,7 +343,7 @@ def two_stage(detector: Path, classifier: Path, requests: int) -> list[str]:
     from magiccards.deeplens.export import export
     from magiccards.model_dir import open_model
     from magiccards.serve.backends import available
-    from magiccards.serve.predictor import load
+    from magiccards.serve.loader import load
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="bench-two-stage-") as scratch:

@@ -171,7 +171,7 @@ def export_two_stage(model: TwoStageDir, export_format: str, precision: str, val
                  "note": "the detector's classes are not the model's (a one-class detector?): the end-to-end check "
                          "needs photos boxed with the classifier's classes, which its records are not"}
     else:
-        from magiccards.serve.predictor import load
+        from magiccards.serve.loader import load
 
         runtime = EXPORT_FORMATS[export_format][0]
         samples = _in_classes(read_samples(detector_rec, "detection", images), model.detector.classes, model.classes)

@@ -162,7 +162,7 @@ def runtime_modules() -> dict[str, str]:
     importing it in a fresh interpreter (so the list follows the code, not a hand-kept copy)."""
     probe = ("import json, sys, runpy; sys.argv = ['infer']; import magiccards.deeplens.greengrass_infer; "
              "import magiccards.serve.predictor, magiccards.serve.predict_files, magiccards.serve.edge_backends, "
-             "magiccards.serve.two_stage; "
+             "magiccards.serve.loader; "
              "print(json.dumps({n: m.__file__ for n, m in sys.modules.items() "
              "if n.split('.')[0] == 'magiccards' and getattr(m, '__file__', None)}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
     try:
-        from magiccards.serve.predictor import load
+        from magiccards.serve.loader import load
 
         predictor = load(Path(args.model), backend=args.backend)
     except Exception as e:  # noqa: BLE001 - the device must say why it cannot start, not crash-loop silently

@@ -435,7 +435,7 @@ def _run_predict(args) -> int:
     if not 0 <= args.score_threshold <= 1 or args.top_k < 1 or args.every < 1 or (args.frames or 1) < 1:
         raise UserError("--score-threshold lies in [0, 1]; --top-k, --every and --frames are at least 1")
     from .serve.predict_files import predict_inputs
-    from .serve.predictor import load
+    from .serve.loader import load
     _sigterm_exits()
     with load(args.model, backend=args.backend) as predictor:  # an unpacked model.tar.gz is removed after
         print(predictor.describe())

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from magiccards.errors import ModelDirError
-from magiccards.model_dir import CLASSES, HYPERPARAMETERS, ModelDir, TwoStageDir, open_model, open_model_dir
+from magiccards.model_dir import CLASSES, HYPERPARAMETERS, ModelDir, open_model_dir
 
 from . import backends
 from .preprocess import network_input
@@ -135,24 +135,3 @@ def _resize_hyperparameter(model: ModelDir) -> int | None:
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
-
-def load(model: ModelDir | TwoStageDir | Path | str, backend: str | None = None, threads: int | None = None):
-    """The predictor of any model: a Predictor for one network, a TwoStagePredictor (serve/two_stage.py) for a
-    two-stage model. `model` is an opened model, a model directory, a `model.tar.gz` or a folder holding one;
-    an archive is unpacked into a folder of our own, removed by close(), `with`, or at exit."""
-    from .two_stage import TwoStagePredictor
-
-    if isinstance(model, ModelDir):
-        return Predictor(model, backend=backend, threads=threads)
-    if isinstance(model, TwoStageDir):
-        return TwoStagePredictor(model, backend, threads)
-    scratch = Path(tempfile.mkdtemp(prefix="magiccards-model-"))
-    try:
-        opened = open_model(Path(model), scratch / "model")
-        predictor = (TwoStagePredictor(opened, backend, threads) if isinstance(opened, TwoStageDir)
-                     else Predictor(opened, backend=backend, threads=threads))
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    predictor.close = weakref.finalize(predictor, shutil.rmtree, scratch, True)
-    return predictor

@@ -115,7 +115,7 @@ def _application(model: ModelDir | TwoStageDir, config: ServerConfig, control_so
 
         def load(self):
             from .app import InferenceApp
-            from .predictor import load
+            from .loader import load
             try:
                 predictor = load(model, backend=config.backend, threads=config.threads_per_worker)
             except UserError as e:

@@ -373,7 +373,7 @@ def test_a_component_written_on_a_full_disk_leaves_the_old_one_whole(trained_cla
 def test_two_stage_component_runs_both_stages_exports_on_the_device(two_stage, stand_in, tmp_path):
     """A two-stage model's component: both stages exported (ONNX FP32, each checked, and the whole), both in
     the artifact with only that export; its script publishes what the two-stage model answers on MXNet."""
-    from magiccards.serve.predictor import load
+    from magiccards.serve.loader import load
 
     model = tmp_path / "two-stage"
     shutil.copytree(two_stage, model)

@@ -16,7 +16,7 @@ from magiccards.data.synth import synth
 from magiccards.errors import ModelDirError
 from magiccards.model_dir import CARD, TwoStageDir, open_model, open_model_dir
 from magiccards.serve.images import decode_image
-from magiccards.serve.predictor import load as load_predictor
+from magiccards.serve.loader import load as load_predictor
 
 from ..helpers import read_all, run_cli
 from .test_server import Server
