@@ -33,6 +33,10 @@ def combine(detector: Path, classifier: Path, out: Path, settings: dict | None =
         scratch = Path(scratch)
         found = open_stage(detector, "detector", "detection", scratch / "detector")
         named = open_stage(classifier, "classifier", "classification", scratch / "classifier")
+        for stage in (found, named):
+            if out.resolve().is_relative_to(stage.path.resolve()):
+                raise UserError(f"--out {out} lies inside the model directory {stage.path}, which it copies: "
+                                "give a folder outside it")
         check_compatible(found, named, log)
         problem = check_two_stage_settings(settings["nms_iou"], settings["classes_per_box"], settings["max_boxes"],
                                            settings["box_threshold"], len(named.classes))

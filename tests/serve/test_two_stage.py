@@ -131,6 +131,8 @@ def test_combine_refuses_what_cannot_work_together(two_stage, trained_detector, 
         r = run_cli("combine", detector, classifier, "--out", out)
         assert r.returncode == 1 and message in r.stderr, (message, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    r = run_cli("combine", trained_detector, crop_classifier, "--out", crop_classifier / "two")
+    assert r.returncode == 1 and "lies inside the model directory" in r.stderr and not (crop_classifier / "two").exists()
     r = run_cli("combine", trained_detector, crop_classifier, "--out", occupied)
     assert r.returncode == 1 and "already exists" in r.stderr and sorted(p.name for p in occupied.iterdir()) == ["keep.txt"]
     r = run_cli("combine", trained_detector, crop_classifier, "--out", tmp_path / "m", "--classes-per-box", "3")
