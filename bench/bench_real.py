@@ -27,6 +27,7 @@ for reference (3T/2). mAP@0.5 per class and overall; targets: (i) >= 0.75, >= 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -142,7 +143,7 @@ def _bars(ax, results: dict, title: str) -> None:
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         values = [results[name][0]["per_class_ap"][c] for c in classes] + [_map(results[name][0])]
-        ax.bar([k + i * width for k in range(len(classes) + 1)], values, width, label=name.split(":")[0])
+        ax.bar([k + i * width for k in range(len(classes) + 1)], values, width, label=name.replace("two-stage: ", ""))
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(classes) + 1)], classes + ["mAP"])
     ax.set_ylabel("AP@0.5 on the scored photos")
     ax.set_title(title)
@@ -248,8 +249,23 @@ def two_stage(args, out: Path) -> dict:
                                  ("one-class detector T/2", one, dict(half, **pretrained), detector_base)):
         job = out / re.sub(r"\W+", "-", name).strip("-")
         metrics, seconds = train_run(data, job, hp, base)
-        trained[name] = (job / "model", seconds)
+        trained[name] = seconds
         print(f"{name}: validation {_score(metrics['history'][-1]):.3f} in {seconds / 60:.1f} min")
+    (out / TRAINED).write_text(json.dumps({"classes": packed.classes, "seconds": trained}))
+    return score_two_stage(out)
+
+
+TRAINED = "trained.json"  # the two-stage part's classes and training seconds, for --rescore
+
+
+def score_two_stage(out: Path) -> dict:
+    """(h)-(k) scored on the full-resolution photos, from the jobs the two-stage part trained in `out`."""
+    from magiccards.combine import combine
+
+    saved = json.loads((out / TRAINED).read_text())
+    classes, seconds_of = saved["classes"], saved["seconds"]
+    trained = {name: (out / re.sub(r"\W+", "-", name).strip("-") / "model", s) for name, s in seconds_of.items()}
+    scored = out / "scored-rec"
     models = {"(h) detector alone, T": ("detector T",),
               "(i) two-stage: detector T/2 + classifier T/2": ("detector T/2", "classifier T/2"),
               "(j) two-stage: one-class detector T/2 + classifier T/2": ("one-class detector T/2", "classifier T/2"),
@@ -259,13 +275,14 @@ def two_stage(args, out: Path) -> dict:
         model = trained[parts[0]][0]
         if len(parts) == 2:
             model = out / re.sub(r"\W+", "-", name).strip("-")
+            shutil.rmtree(model, ignore_errors=True)
             combine(trained[parts[0]][0], trained[parts[1]][0], model, log=lambda line: None)
         started = time.perf_counter()
-        per_class, overall = _photo_map(model, scored / "validation.rec", len(packed.classes))
+        per_class, overall = _photo_map(model, scored / "validation.rec", len(classes))
         seconds = sum(trained[p][1] for p in parts)
-        results[name] = ({"validation_map": overall, "per_class_ap": dict(zip(packed.classes, per_class))}, [], seconds)
+        results[name] = ({"validation_map": overall, "per_class_ap": dict(zip(classes, per_class))}, [], seconds)
         print(f"{name}: mAP@0.5 {overall:.3f} (scored in {time.perf_counter() - started:.0f} s)")
-    _table(results, packed.classes, "mAP@0.5")
+    _table(results, classes, "mAP@0.5")
     alone, ours = (_map(results[k][0]) for k in ("(h) detector alone, T", "(i) two-stage: detector T/2 + classifier T/2"))
     lowest = min(results["(i) two-stage: detector T/2 + classifier T/2"][0]["per_class_ap"].values())
     print(f"\n(i) {ours:.3f}: target >= 0.75 {'met' if ours >= 0.75 else 'MISSED'}; (i)/(h) = "
@@ -290,6 +307,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=10.0, help="minutes of training per run (default 10)")
     parser.add_argument("--part", choices=("all", "detection", "classification", "two-stage"), default="all")
     parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "real")
+    parser.add_argument("--rescore", action="store_true",
+                        help="--part two-stage: score the models an earlier run trained in --out again, no training")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"no data at {args.data}: pass --data FOLDER (photos with a VOC .xml beside each, e.g. "
@@ -299,6 +318,17 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     out = args.out / args.part if args.part != "all" else args.out
+    if args.rescore:
+        if args.part != "two-stage" or not (out / TRAINED).is_file():
+            raise SystemExit(f"--rescore scores an earlier `--part two-stage` run again: no {out / TRAINED}")
+        results = score_two_stage(out)
+        fig, ax = plt.subplots(figsize=(9, 4))
+        _bars(ax, results, f"find, then name: AP@0.5 per class on {args.data.name}")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=100)
+        print(f"chart: {out / 'curves.png'}")
+        return 0
     shutil.rmtree(out, ignore_errors=True)
     parts = [p for p in ("detection", "classification", "two-stage") if args.part in ("all", p)]
     fig, axes = plt.subplots(1, len(parts), figsize=(7 * len(parts), 4), squeeze=False)

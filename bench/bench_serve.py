@@ -355,7 +355,7 @@ def two_stage(detector: Path, classifier: Path, requests: int) -> list[str]:
             export(model, "openvino", "fp32", images=50, log=lambda line: None)
         jpegs = _four_card_photos(Path(scratch) / "scenes")
         for backend in ("mxnet", "auto"):
-            with load(detector, backend=backend) as alone, load(model, backend=backend) as both:
+            with load(model / "detector", backend=backend) as alone, load(model, backend=backend) as both:
                 for threshold in (0.0, 0.3):
                     runs = {"alone": [], "both": []}
                     for _ in range(ROUNDS):

@@ -458,8 +458,9 @@ def _add_combine(sub) -> None:
     p.add_argument("--nms", type=float, default=0.45, help="class-agnostic NMS IoU threshold (default 0.45)")
     p.add_argument("--classes-per-box", type=int, default=2, help="classes answered per box (default 2)")
     p.add_argument("--max-boxes", type=int, default=32, help="most boxes named per image (default 32)")
-    p.add_argument("--box-threshold", type=float, default=0.01,
-                   help="smallest detector score of a box to name (default 0.01)")
+    p.add_argument("--box-threshold", type=float, default=0.05,
+                   help="smallest detector score of a box to name (default 0.05: such a box scores under 0.05 "
+                        "whatever its class, and naming it costs a classifier run)")
     p.set_defaults(func=_run_combine)
 
 

@@ -195,7 +195,7 @@ class TwoStageDir:
         return self.path / PARITY
 
 
-TWO_STAGE_DEFAULTS = {"nms_iou": 0.45, "classes_per_box": 2, "max_boxes": 32, "box_threshold": 0.01}
+TWO_STAGE_DEFAULTS = {"nms_iou": 0.45, "classes_per_box": 2, "max_boxes": 32, "box_threshold": 0.05}
 
 
 def write_two_stage_card(folder: Path, classes: list[str], settings: dict, validation: dict | None = None) -> None:
