@@ -144,7 +144,7 @@ def test_a_two_stage_archive_is_served_and_predicted_as_a_detector(trained_detec
     """`combine --out model.tar.gz` (what SageMaker hosting gets), served: /invocations answers in the detector's
     format what the predictor answers; `predict` draws and writes the same."""
     archive = tmp_path / "model.tar.gz"
-    r = run_cli("combine", trained_detector, crop_classifier, "--out", archive)
+    r = run_cli("combine", trained_detector, crop_classifier, "--out", archive, "--box-threshold", "0.01")
     assert r.returncode == 0, r.stderr
     with tarfile.open(archive) as tar:
         names = tar.getnames()
