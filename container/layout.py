@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.errors import DataError
 from magiccards.files import writing
 
@@ -21,7 +22,8 @@ SPLIT_CHANNELS = {"train": "train", "validation": "validation"}
 
 
 def channels_from_pack_dir(data_dir: Path) -> dict[str, list[Path]]:
-    """Channels `train` and `validation` from a `magiccards pack` folder (.rec, .idx, classes.txt)."""
+    """Channels `train` and `validation` from a `magiccards pack` folder (.rec, .idx, classes.txt, and the
+    crop-rule.json of `pack --crops`, which the model card records)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
@@ -29,7 +31,8 @@ def channels_from_pack_dir(data_dir: Path) -> dict[str, list[Path]]:
     for split, channel in SPLIT_CHANNELS.items():
         rec = data_dir / f"{split}.rec"
         if rec.is_file():
-            files = [rec] + [p for p in (data_dir / f"{split}.idx", data_dir / "classes.txt") if p.is_file()]
+            files = [rec] + [p for p in (data_dir / f"{split}.idx", data_dir / "classes.txt", data_dir / CROP_RULE_FILE)
+                             if p.is_file()]
             channels[channel] = files
     if "train" not in channels:
         raise DataError(f"{data_dir} holds no train.rec; pack your images first: magiccards pack IMAGES {data_dir}")
@@ -81,9 +84,10 @@ def pipe_mode_channels(channels: dict[str, list[Path]]) -> tuple[dict[str, list[
     small File-mode channel `classes`. Returns (channels for the layout, {channel: .rec to feed})."""
     feeds = {name: next(f for f in files if Path(f).suffix == ".rec") for name, files in channels.items()}
     layout = {name: [] for name in feeds}
-    names = [f for files in channels.values() for f in files if Path(f).name == "classes.txt"]
-    if names:
-        layout["classes"] = [names[0]]
+    for wanted in ("classes.txt", CROP_RULE_FILE):
+        found = [f for files in channels.values() for f in files if Path(f).name == wanted]
+        if found:
+            layout.setdefault("classes", []).append(found[0])
     return layout, feeds
 
 

@@ -92,6 +92,7 @@ def test_a_two_stage_model_opens_as_one_and_single_network_commands_refuse_it(tw
     assert isinstance(model, TwoStageDir) and model.classes == open_model_dir(crop_classifier).classes
     assert model.detector.task == "detection" and model.classifier.task == "classification"
     assert json.loads((two_stage / CARD).read_text())["crop"] == RULE
+    assert open_model_dir(crop_classifier).card["dataset"]["crops"] == RULE  # pack --crops -> the job -> its card
     with pytest.raises(ModelDirError, match="two-stage model"):
         open_model_dir(two_stage)
     r = run_cli("deeplens", "package", two_stage, "--out", two_stage.parent / "p.tar.gz")
