@@ -33,7 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_real import CLS_HP, HP, train_run  # noqa: E402  the same recipe as bench-real
+from bench_real import CLS_HP, HP, photo_map, train_run  # noqa: E402  the same recipe as bench-real
 
 SHARED = REPO.parent / "shared" / "datasets"
 REAL_FIGURE = 0.658  # `make bench-real` (b): 237 boxed photos, from the synthetic base, 10 min (README)
@@ -98,18 +98,6 @@ def detector_run(name: str, scenes: Path, ranks: list[str], out: Path, budget: f
     return {"photos": overall, "per_class": dict(zip(ranks, per_class)), "epochs": epochs,
             "held_out": [float(r.get("validation_map", 0)) for r in metrics["history"]],
             "minutes": (time.perf_counter() - started) / 60}
-
-
-def photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]:
-    """VOC07 mAP@0.5 per class and overall of `model` (any kind) on every photo of `rec`."""
-    from magiccards.deeplens.parity import map_per_class
-    from magiccards.deeplens.validation import read_samples
-    from magiccards.serve.loader import load
-
-    samples = read_samples(rec, "detection", limit=100000)
-    with load(model, backend="mxnet") as predictor:
-        results = [predictor.predict([s.image])[0] for s in samples]
-    return map_per_class(results, samples, classes)
 
 
 def two_stage_run(out: Path, photos: Path, ranks: list[str]) -> None:

@@ -278,7 +278,7 @@ def score_two_stage(out: Path) -> dict:
             shutil.rmtree(model, ignore_errors=True)
             combine(trained[parts[0]][0], trained[parts[1]][0], model, log=lambda line: None)
         started = time.perf_counter()
-        per_class, overall = _photo_map(model, scored / "validation.rec", len(classes))
+        per_class, overall = photo_map(model, scored / "validation.rec", len(classes))
         seconds = sum(trained[p][1] for p in parts)
         results[name] = ({"validation_map": overall, "per_class_ap": dict(zip(classes, per_class))}, [], seconds)
         print(f"{name}: mAP@0.5 {overall:.3f} (scored in {time.perf_counter() - started:.0f} s)")
@@ -291,7 +291,8 @@ def score_two_stage(out: Path) -> dict:
     return results
 
 
-def _photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]:
+def photo_map(model: Path, rec: Path, classes: int) -> tuple[list[float], float]:
+    """VOC07 mAP@0.5 per class and overall of `model` (any kind) on every photo of `rec`."""
     from magiccards.deeplens.parity import map_per_class
     from magiccards.deeplens.validation import read_samples
     from magiccards.serve.loader import load

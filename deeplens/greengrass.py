@@ -35,8 +35,8 @@ from pathlib import Path
 from magiccards.aws import S3Uri
 from magiccards.errors import UserError
 from magiccards.files import atomic_paths, write_text_atomic, writing
-from magiccards.model_dir import (CLASSIFIER_DIR, DETECTOR_DIR, EXPORT_FILES, EXPORT_FORMATS, PARITY, ModelDir,
-                                  TwoStageDir, open_model)
+from magiccards.model_dir import (CLASSIFIER_DIR, DETECTOR_DIR, EXPORT_FILES, EXPORT_FORMATS, PARITY, TRAINING_STATE,
+                                  ModelDir, TwoStageDir, open_model)
 
 RECIPE_FORMAT = "2020-01-25"
 ARTIFACT = "magiccards-edge"
@@ -108,7 +108,7 @@ def choose_export(model: ModelDir | TwoStageDir, wanted: str | None, log,
 
     from .export import export
 
-    stages = model.stages if isinstance(model, TwoStageDir) else (model,)
+    stages = model.stages
     if wanted:
         fmt, precision = _wanted_export(wanted)
     else:
@@ -132,18 +132,14 @@ def choose_export(model: ModelDir | TwoStageDir, wanted: str | None, log,
 def _copy_model(model: ModelDir | TwoStageDir, fmt: str, precision: str, target: Path) -> None:
     """The model directory with only the export it runs (the predictor checks its parity record); a two-stage
     model's card and both stages, each so."""
-    if isinstance(model, TwoStageDir):
-        target.mkdir(parents=True)
-        for path in model.path.iterdir():
-            if path.is_file():
-                shutil.copy2(path, target / path.name)
-        _copy_model(model.detector, fmt, precision, target / DETECTOR_DIR)
-        _copy_model(model.classifier, fmt, precision, target / CLASSIFIER_DIR)
-        return
     target.mkdir(parents=True)
     for path in model.path.iterdir():
-        if path.is_file() and path.name != model.training_state_file.name:
+        if path.is_file() and path.name != TRAINING_STATE:
             shutil.copy2(path, target / path.name)
+    if isinstance(model, TwoStageDir):
+        for folder, stage in ((DETECTOR_DIR, model.detector), (CLASSIFIER_DIR, model.classifier)):
+            _copy_model(stage, fmt, precision, target / folder)
+        return
     exports = target / model.exports_dir.name
     exports.mkdir()
     for path in model.exports_dir.iterdir():

@@ -42,13 +42,20 @@ def find_records(model: ModelDir, given: Path | None, purpose: str) -> Path:
         if not given.is_file():
             raise ExportError(f"{given} does not exist (a .rec of validation images is needed for {purpose})")
         return given
-    channel = model.path.parent.joinpath(*JOB_VALIDATION)
-    recs = sorted(channel.glob("*.rec")) if channel.is_dir() else []
-    if not recs:
+    found = job_validation_records(model)
+    if found is None:
+        channel = model.path.parent.joinpath(*JOB_VALIDATION)
         raise ExportError(f"{purpose} needs real validation images and none were found beside {model.path} "
                           f"(no {channel}/*.rec): pass the .rec the model was validated on, e.g. "
                           "--validation my-cards-rec/validation.rec")
-    return recs[0]
+    return found
+
+
+def job_validation_records(model: ModelDir) -> Path | None:
+    """The first .rec of the validation channel of the job the model directory sits in, if it does."""
+    channel = model.path.parent.joinpath(*JOB_VALIDATION)
+    recs = sorted(channel.glob("*.rec")) if channel.is_dir() else []
+    return recs[0] if recs else None
 
 
 def read_samples(rec: Path, task: str, limit: int) -> list[Sample]:

@@ -103,8 +103,9 @@ def _assemble(detector: ModelDir, classifier: ModelDir, folder: Path, settings: 
 
 
 def _validation_of(model: ModelDir) -> str | None:
-    """The validation records of the job a stage came from (its `input/data/validation/*.rec`), if it did:
-    `export` of the two-stage model checks each stage, and the whole, on them."""
-    channel = model.path.parent / "input" / "data" / "validation"
-    recs = sorted(channel.glob("*.rec")) if channel.is_dir() else []
-    return str(recs[0].resolve()) if recs else None
+    """The validation records of the job a stage came from, if it did: `export` of the two-stage model checks
+    each stage, and the whole, on them."""
+    from magiccards.deeplens.validation import job_validation_records
+
+    found = job_validation_records(model)
+    return str(found.resolve()) if found else None

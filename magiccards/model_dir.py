@@ -149,6 +149,11 @@ class ModelDir:
         entries = entries if isinstance(entries, list) else [entries]
         return [e for e in entries if isinstance(e, dict)]
 
+    @property
+    def stages(self) -> tuple[ModelDir]:
+        """The networks of the model: itself (a two-stage model has two)."""
+        return (self,)
+
     def exports(self) -> list[Path]:
         """The files under exports/ (ONNX, OpenVINO IR, parity records), sorted."""
         if not self.exports_dir.is_dir():
@@ -217,18 +222,18 @@ def write_two_stage_card(folder: Path, classes: list[str], settings: dict, valid
     })
 
 
-def _read_two_stage(root: Path) -> TwoStageDir:
+def _read_two_stage(root: Path, card: dict) -> TwoStageDir:
     """Open a two-stage model: both stages (each checked as any model directory), and its card's settings."""
-    card = _load_card(root)
     stages = []
     for key, folder, task in (("detector", DETECTOR_DIR, "detection"), ("classifier", CLASSIFIER_DIR, "classification")):
         path = root / folder
         if not (path / CARD).is_file():
             raise ModelDirError(f"two-stage model {root} lacks its {key} ({folder}/{CARD}); put it together again "
                                 "with `magiccards combine`")
-        if _card_task(path) == TWO_STAGE:
+        stage_card = _load_card(path)
+        if stage_card.get("task") == TWO_STAGE:
             raise ModelDirError(f"{path} is itself a two-stage model: a {key} must be one network")
-        stage = _read(path, ())
+        stage = _read(path, (), stage_card)
         if stage.task != task:
             raise ModelDirError(f"{path} holds a {stage.task} model where the two-stage model's {key} ({task}) goes")
         stages.append(stage)
@@ -334,7 +339,8 @@ def open_model(path: Path, workdir: Path | None = None, require: tuple[str, ...]
             return _open_archive(archives[0], workdir, require)
         raise ModelDirError(f"{path} holds no model: expected {CARD} and the files beside it (the model/ folder "
                             f"of a `magiccards train` job) or its {ARCHIVE}")
-    return _read_two_stage(root) if _card_task(root) == TWO_STAGE else _read(root, require)
+    card = _load_card(root)
+    return _read_two_stage(root, card) if card.get("task") == TWO_STAGE else _read(root, require, card)
 
 
 def _open_archive(archive: Path, workdir: Path | None, require: tuple[str, ...]) -> ModelDir | TwoStageDir:
@@ -364,14 +370,9 @@ def _load_card(root: Path) -> dict:
     return card
 
 
-def _card_task(root: Path):
-    return _load_card(root).get("task")
-
-
-def _read(root: Path, require: tuple[str, ...]) -> ModelDir:
+def _read(root: Path, require: tuple[str, ...], card: dict) -> ModelDir:
     """Open a model directory, checking that its files agree with each other (the card's fields, the classes
     and the network's outputs); each disagreement is one ModelDirError naming the file."""
-    card = _load_card(root)
     task = card.get("task")
     if task not in PREFIX:
         raise ModelDirError(f"{root / CARD} names task {str(task)[:40]!r}; expected classification, detection or "

@@ -156,7 +156,7 @@ def select_backend_name_check(model: ModelDir | TwoStageDir, name: str) -> None:
     for a two-stage model, either stage's)."""
     from .backends import resolve
 
-    for network in (model.stages if isinstance(model, TwoStageDir) else (model,)):
+    for network in model.stages:
         resolve(network, name)
 
 
