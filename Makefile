@@ -54,7 +54,7 @@ $(MO_VENV)/.installed:
 	touch $@
 
 test: install base-image image image-gpu $(SDK_VENV)/.installed $(MO_VENV)/.installed
-	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q
+	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q --durations=10
 
 test-fast: install  ## the tests that need no Docker engine
 	$(BIN)/pytest -q -m "not docker"

@@ -4,7 +4,7 @@ There is no DeepLens API: a script can put the model where DeepLens imports it f
 inference function; the project and the deployment to the device are console steps, printed at the end
 with the URIs and ARNs filled in.
 
-1. the package (`deeplens package`) of a model directory, or of a SageMaker training job's
+1. the package (`deeplens package`) of a model directory (or a two-stage model), or of a SageMaker training job's
    `model.tar.gz` when a job name is given (DeepLens imports SageMaker models by job name: it must
    start with `deeplens-`);
 2. uploaded to an S3 bucket whose name starts with `deeplens-` (the DeepLens service role reaches only
@@ -117,8 +117,10 @@ def _wait(lambda_client, waiter: str, name: str) -> None:
 
 
 def deploy(source: str, bucket: str | None = None, validation: Path | None = None, function: str | None = None,
-           role: str = ROLE, score_threshold: float = 0.5, session=None, log=print) -> Deployment:
-    """Package `source` (a model directory or a SageMaker job name), upload it, make the function."""
+           role: str = ROLE, score_threshold: float = 0.5, session=None, classifier_validation: Path | None = None,
+           log=print) -> Deployment:
+    """Package `source` (a model directory, a two-stage model or a SageMaker job name), upload it, make the
+    function."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
@@ -150,19 +152,21 @@ def deploy(source: str, bucket: str | None = None, validation: Path | None = Non
                                       "images its parity is checked on) a SageMaker training job name")
                 job = source
                 model_path = _model_from_job(session, source, scratch)
-            from magiccards.model_dir import open_model_dir
+            from magiccards.model_dir import TWO_STAGE, ModelDir, open_model
 
-            model = open_model_dir(model_path, scratch / "model")
-            name = job or model.prefix
+            model = open_model(model_path, scratch / "model")
+            prefix = model.prefix if isinstance(model, ModelDir) else TWO_STAGE
+            name = job or prefix
             archive = scratch / f"{name}.tar.gz"
-            package(model.path, archive, validation=validation, name=model.prefix, log=log)
+            package(model.path, archive, validation=validation, name=prefix, classifier_validation=classifier_validation,
+                    log=log)
             bucket = bucket or check_bucket_name(f"{PREFIX}magiccards-{account}-{region}")
             s3 = session.client("s3")
             _ensure_bucket(s3, bucket, region)
             key = f"models/{name}/{archive.name}"
             s3.upload_file(str(archive), bucket, key)
             log(f"uploaded s3://{bucket}/{key}")
-            folder = write_lambda(model.path, scratch / "lambda", score_threshold=score_threshold, name=model.prefix)
+            folder = write_lambda(model.path, scratch / "lambda", score_threshold=score_threshold, name=prefix)
             code = zip_lambda(folder, scratch / "lambda.zip").read_bytes()
             function = function or f"{PREFIX}{re.sub(r'[^A-Za-z0-9-_]+', '-', name)}"[:64]
             arn, version = _function(session.client("lambda"), function, role_arn, code,

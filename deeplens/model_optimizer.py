@@ -6,7 +6,8 @@ numpy 1.23.5), found by $MAGICCARDS_MO (the `mo` executable) or as .venv-mo/bin/
 folder or beside this project. The check converts the package as the device would (FP32 and the FP16
 DeepLens's GPU runs), runs each IR with OpenVINO, and compares it with the package's own graph in MXNet
 on validation images: classification top-1 the same on >= 99 % and probabilities within 1e-3 (FP32);
-detection mAP within 1 point and matched boxes within 1 % of the image.
+detection mAP within 1 point and matched boxes within 1 % of the image. A two-stage package's two graphs
+are checked each, on their own validation images.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from magiccards.telemetry import openvino, opt_out
 from . import device_parity
 from .device_graph import run_device
 from .graph import ExportError
-from .package import describe, load_package_graph, read_package
+from .package import describe, load_package_graph, read_package, stage_manifests
 from .validation import read_samples
 
 VENV = ".venv-mo"
@@ -89,25 +90,42 @@ def compare(value: dict, reference: list[np.ndarray], got: list[np.ndarray], sam
     return dict(record, precision=precision, images=len(samples), passed=bool(passed))
 
 
-def check(archive: Path, validation: Path, images: int = 100, precisions=("FP32", "FP16"), log=print) -> list[dict]:
-    """Convert the package with the Model Optimizer and compare each IR with MXNet; returns the records."""
+def check(archive: Path, validation: Path | None = None, images: int = 100, precisions=("FP32", "FP16"),
+          classifier_validation: Path | None = None, log=print) -> list[dict]:
+    """Convert each graph of the package with the Model Optimizer and compare each IR with MXNet on
+    validation images (`validation`; a two-stage package's classifier on `classifier_validation`; by default
+    the records the package's own parity check used); returns the records (each with its `stage`)."""
     mo = find_mo()
     if mo is None:
         raise ExportError(f"the Model Optimizer with its MXNet front end is not installed here; create its venv: {SETUP}")
-    validation = Path(validation)
-    if not validation.is_file():
-        raise ExportError(f"{validation} does not exist (the check needs a .rec of validation images: --validation)")
     with tempfile.TemporaryDirectory(prefix="magiccards-mo-") as scratch:
         folder, value = read_package(Path(archive), Path(scratch) / "package")
-        device = load_package_graph(folder, value)
-        samples = read_samples(validation, value["task"], images)
-        shape = (3, value["input_height"], value["input_width"])
-        batches = [device_parity.device_input(s.image, value["task"], shape) for s in samples]
-        reference = [run_device(device, b) for b in batches]
+        stages = stage_manifests(value)
+        given = {None: validation, "detector": validation, "classifier": classifier_validation}
+        recs = {stage: _validation(given[stage], sub, stage) for stage, sub in stages}  # all found before any work
         records = []
-        for precision in precisions:
-            xml = convert(mo, folder, value, precision, Path(scratch) / "ir")
-            record = compare(value, reference, run_ir(xml, batches), samples, precision)
-            log(describe(record, f"Model Optimizer {precision} IR on OpenVINO vs the package in MXNet"))
-            records.append(record)
+        for stage, sub in stages:
+            device = load_package_graph(folder, sub)
+            samples = read_samples(recs[stage], sub["task"], images)
+            shape = (3, sub["input_height"], sub["input_width"])
+            batches = [device_parity.device_input(s.image, sub["task"], shape) for s in samples]
+            reference = [run_device(device, b) for b in batches]
+            for precision in precisions:
+                xml = convert(mo, folder, sub, precision, Path(scratch) / "ir")
+                record = dict(compare(sub, reference, run_ir(xml, batches), samples, precision), stage=stage)
+                log((f"{stage}: " if stage else "") + describe(
+                    record, f"Model Optimizer {precision} IR on OpenVINO vs the package in MXNet"))
+                records.append(record)
     return records
+
+
+def _validation(given: Path | None, value: dict, stage: str | None) -> Path:
+    """The .rec a graph is checked on: `given`, else the one its package's parity check used (if still here)."""
+    flag = "--classifier-validation" if stage == "classifier" else "--validation"
+    recorded = (value.get("parity") or {}).get("validation")
+    path = Path(given) if given is not None else Path(recorded) if isinstance(recorded, str) else None
+    if path is None or not path.is_file():
+        what = f"{path} does not exist" if path is not None else "no validation records were given"
+        raise ExportError(f"{what}: the check needs a .rec of the {stage or 'model'}'s validation images "
+                          f"({flag} REC)")
+    return path

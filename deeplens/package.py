@@ -4,10 +4,17 @@ At the archive's root: `<name>-symbol.json` and `<name>-<epoch>.params` (the Dee
 deeplens/device_graph.py, saved as MXNet checkpoints are) and `deeplens.json` (name, epoch, input size,
 classes, task, the exact `mo.optimize` arguments the Lambda uses, MultiBoxDetection's settings, and
 the parity of the DeepLens graph with the trained model on the job's validation images).
+
+A two-stage model's archive holds both graphs (each under its own prefix: `model_algo_1` the detector,
+`image-classification` the classifier; DeepLens imports one artifact and `mo.optimize` converts each by
+name) and a deeplens.json of task "two-stage": the stages' manifests (as above, each with its own parity
+on its own job's validation images) and the settings the Lambda joins them by (crop rule, class-agnostic
+NMS, boxes, classes per box).
 """
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import tempfile
 from pathlib import Path
@@ -15,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from magiccards.files import atomic_path, writing
-from magiccards.model_dir import ModelDir, open_model_dir
+from magiccards.model_dir import TWO_STAGE, ModelDir, TwoStageDir, open_model
 
 from . import device_parity
 from .device_graph import DeviceGraph, build, run_device
@@ -24,6 +31,7 @@ from .parity import map_of
 from .validation import find_records, read_samples
 
 MANIFEST = "deeplens.json"
+SIMPLE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a checkpoint's file name, never a path
 PARITY_IMAGES = 100
 GATES = {"classification": {"top1_agreement": 99.0, "max_probability_difference": 1e-3},
          "detection": {"map_points_lost": 1.0, "max_box_difference": 0.01}}
@@ -112,28 +120,66 @@ def save_checkpoint(device: DeviceGraph, folder: Path, name: str, epoch: int) ->
                 **{f"aux:{k}": v for k, v in device.aux_params.items()}})
 
 
-def package(model_path: Path, out: Path, validation: Path | None = None, images: int = PARITY_IMAGES,
-            name: str | None = None, log=print) -> dict:
-    """Write the DeepLens archive of the model at `model_path` to `out`; returns its manifest."""
-    if images < 1:
-        raise ExportError(f"--images must be at least 1 (got {images})")
-    model = open_model_dir(Path(model_path))
-    out = Path(out)
-    if not out.name.endswith((".tar.gz", ".tgz")):
-        raise ExportError(f"--out {out}: give the archive's file name, e.g. {out.name or 'model'}.tar.gz")
-    name = name or model.prefix
-    records = find_records(model, validation, "the DeepLens parity check (--validation REC)")
+def two_stage_manifest(model: TwoStageDir, stages: dict) -> dict:
+    """deeplens.json of a two-stage model: its stages' manifests and what joins them on the device."""
+    return {"task": TWO_STAGE, "classes": list(model.classes), "stages": stages,
+            "two_stage": {"crop": model.card.get("crop"), "nms_iou": model.nms_iou, "max_boxes": model.max_boxes,
+                          "box_threshold": model.box_threshold, "classes_per_box": model.classes_per_box},
+            "output": "as a detector's: boxes over the classifier's classes, score = box score x class probability",
+            "parity": {"passed": all(s["parity"]["passed"] for s in stages.values()),
+                       **{key: s["parity"] for key, s in stages.items()}}}
+
+
+def stage_manifests(value: dict) -> list[tuple[str | None, dict]]:
+    """[(stage, its manifest)] of a package's deeplens.json: [(None, value)] for one network, the detector's
+    and the classifier's for a two-stage model."""
+    if value.get("task") != TWO_STAGE:
+        return [(None, value)]
+    return [(key, value["stages"][key]) for key in ("detector", "classifier")]
+
+
+def _stage(model: ModelDir, given: Path | None, flag: str, images: int, name: str, log) -> tuple[DeviceGraph, dict]:
+    """The DeepLens graph of one network and its manifest, its parity checked on its validation records."""
+    records = find_records(model, given, f"the DeepLens parity check ({flag} REC)")
     device = build(model)
     parity = check_graph(model, device, read_samples(records, model.task, images))
     parity["validation"] = str(records)
     log(describe(parity))
-    value = manifest(model, device, name, parity)
+    return device, manifest(model, device, name, parity)
+
+
+def package(model_path: Path, out: Path, validation: Path | None = None, images: int = PARITY_IMAGES,
+            name: str | None = None, classifier_validation: Path | None = None, log=print) -> dict:
+    """Write the DeepLens archive of the model at `model_path` to `out`; returns its manifest. A two-stage
+    model's detector is checked on `validation` and its classifier on `classifier_validation` (default: the
+    records each was trained with)."""
+    if images < 1:
+        raise ExportError(f"--images must be at least 1 (got {images})")
+    model = open_model(Path(model_path))
+    out = Path(out)
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise ExportError(f"--out {out}: give the archive's file name, e.g. {out.name or 'model'}.tar.gz")
+    graphs = []
+    if isinstance(model, TwoStageDir):
+        stages = {}
+        for key, given, flag in (("detector", validation, "--validation"),
+                                 ("classifier", classifier_validation, "--classifier-validation")):
+            stage = getattr(model, key)
+            log(f"{key}:")
+            device, stages[key] = _stage(stage, given or model.validation_records(key), flag, images, stage.prefix, log)
+            graphs.append((device, stage.prefix, stage.epoch))
+        value = two_stage_manifest(model, stages)
+    else:
+        name = name or model.prefix
+        device, value = _stage(model, validation, "--validation", images, name, log)
+        graphs.append((device, name, model.epoch))
     with writing(f"the package {out}"), tempfile.TemporaryDirectory(prefix="magiccards-deeplens-") as scratch:
         folder = Path(scratch)
         import mxnet as mx
 
         try:
-            save_checkpoint(device, folder, name, model.epoch)
+            for device, graph_name, epoch in graphs:
+                save_checkpoint(device, folder, graph_name, epoch)
         except mx.base.MXNetError:  # MXNet's own word for a write that failed (a full disk, a quota)
             raise ExportError(f"cannot write the package {out}: the temporary folder ran out of space while the "
                               "graph was saved (free some, or set TMPDIR to a larger disk)") from None
@@ -161,10 +207,16 @@ def read_package(archive: Path, workdir: Path) -> tuple[Path, dict]:
     path = folder / MANIFEST
     if not path.is_file():
         raise ExportError(f"{archive} has no {MANIFEST} at its root (make it with `magiccards deeplens package`)")
-    value = json.loads(path.read_text())
-    for f in (f"{value['name']}-symbol.json", f"{value['name']}-{int(value['epoch']):04d}.params"):
-        if not (folder / f).is_file():
-            raise ExportError(f"{archive} lacks {f}")
+    try:
+        value = json.loads(path.read_text())
+        wanted = [f for _, stage in stage_manifests(value)
+                  for f in (f"{stage['name']}-symbol.json", f"{stage['name']}-{int(stage['epoch']):04d}.params")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ExportError(f"{archive}: its {MANIFEST} is damaged (make the package again with `magiccards deeplens "
+                          "package`)") from None
+    for f in wanted:
+        if not SIMPLE_FILE.match(f) or not (folder / f).is_file():
+            raise ExportError(f"{archive} lacks {f[:120]}")
     return folder, value
 
 

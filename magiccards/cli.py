@@ -288,21 +288,28 @@ def _add_deeplens(sub) -> None:
                                    "Optimizer), lambda (the inference function), deploy (S3 + Lambda).")
     verbs = p.add_subparsers(dest="deeplens_command", required=True, metavar="STEP")
     pkg = verbs.add_parser("package", help="the archive DeepLens imports: symbol, params, deeplens.json")
-    pkg.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    pkg.add_argument("model", type=Path, help="a model directory (a job's model/ folder), or a two-stage model")
     pkg.add_argument("--out", type=Path, required=True, help="the archive to write (FILE.tar.gz)")
     pkg.add_argument("--validation", type=Path, default=None,
-                     help="the .rec the parity checks run on (default: the job's validation channel)")
+                     help="the .rec the parity checks run on (default: the job's validation channel; a two-stage "
+                          "model's: its detector's)")
+    pkg.add_argument("--classifier-validation", type=Path, default=None,
+                     help="a two-stage model: the .rec its classifier's checks run on (default: the records of the "
+                          "classifier's job)")
     pkg.add_argument("--images", type=int, default=100, help="validation images of the parity checks (default 100)")
     pkg.add_argument("--no-check", action="store_true", help="skip the Model Optimizer check")
     pkg.set_defaults(func=_run_deeplens_package)
     chk = verbs.add_parser("check", help="convert a package with the Model Optimizer (MXNet front end) and "
                                          "compare the IR with MXNet")
     chk.add_argument("package", type=Path, help="a DeepLens package (FILE.tar.gz)")
-    chk.add_argument("--validation", type=Path, required=True, help="a .rec of validation images")
+    chk.add_argument("--validation", type=Path, default=None,
+                     help="a .rec of validation images (default: the one the package's parity check used)")
+    chk.add_argument("--classifier-validation", type=Path, default=None,
+                     help="a two-stage package: the classifier's .rec (default: the one its parity check used)")
     chk.add_argument("--images", type=int, default=100, help="validation images compared (default 100)")
     chk.set_defaults(func=_run_deeplens_check)
     lam = verbs.add_parser("lambda", help="the inference function for the device (lambda_function.py, labels, config)")
-    lam.add_argument("model", type=Path, help="a model directory (a job's model/ folder)")
+    lam.add_argument("model", type=Path, help="a model directory (a job's model/ folder), or a two-stage model")
     lam.add_argument("--out", type=Path, required=True, help="the folder to write the function into")
     lam.add_argument("--score-threshold", type=float, default=0.5, help="detections below are not published")
     lam.set_defaults(func=_run_deeplens_lambda)
@@ -320,6 +327,8 @@ def _add_deeplens(sub) -> None:
                                                     "deeplens-magiccards-ACCOUNT-REGION, created when missing)")
     dep.add_argument("--validation", type=Path, default=None,
                      help="the .rec the package's parity is checked on (needed for a job name)")
+    dep.add_argument("--classifier-validation", type=Path, default=None,
+                     help="a two-stage model: the .rec its classifier's parity is checked on")
     dep.add_argument("--function", default=None, help="Lambda name (default deeplens-<model>)")
     dep.add_argument("--role", default="AWSDeepLensLambdaRole", help="the Lambda's role, a name or an ARN")
     dep.add_argument("--score-threshold", type=float, default=0.5, help="detections below are not published")
@@ -329,19 +338,20 @@ def _add_deeplens(sub) -> None:
 def _run_deeplens_package(args) -> int:
     from .deeplens.model_optimizer import SETUP, check, find_mo
     from .deeplens.package import package
-    value = package(args.model, args.out, validation=args.validation, images=args.images)
+    value = package(args.model, args.out, validation=args.validation, images=args.images,
+                    classifier_validation=args.classifier_validation)
     if args.no_check:
         return 0
     if find_mo() is None:
         print(f"the Model Optimizer check was skipped: its venv is not here ({SETUP})")
         return 0
-    records = check(args.out, value["parity"]["validation"], images=args.images)
+    records = check(args.out, images=args.images)  # on the records the package's parity used
     return 0 if value["parity"]["passed"] and all(r["passed"] for r in records) else 1
 
 
 def _run_deeplens_check(args) -> int:
     from .deeplens.model_optimizer import check
-    records = check(args.package, args.validation, images=args.images)
+    records = check(args.package, args.validation, images=args.images, classifier_validation=args.classifier_validation)
     return 0 if all(r["passed"] for r in records) else 1
 
 
@@ -362,7 +372,7 @@ def _run_deeplens_simulate(args) -> int:
 def _run_deeplens_deploy(args) -> int:
     from .deeplens.deploy import deploy
     deploy(args.source, bucket=args.bucket, validation=args.validation, function=args.function, role=args.role,
-           score_threshold=args.score_threshold)
+           score_threshold=args.score_threshold, classifier_validation=args.classifier_validation)
     return 0
 
 

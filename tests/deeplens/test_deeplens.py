@@ -123,10 +123,10 @@ def test_detector_graph_matches_gluoncv_and_its_ir(trained_detector, mo, tmp_pat
     assert records[0]["max_box_difference"] <= 1e-3 and abs(records[0]["map_points_lost"]) <= 0.1
 
 
-def _frames(model: Path, folder: Path, n: int) -> list[np.ndarray]:
-    """Validation images of the model's job, as JPEG frames (BGR on disk, as the camera gives them)."""
+def _frames(model: Path, folder: Path, n: int, rec: Path | None = None) -> list[np.ndarray]:
+    """Validation images of the model's job (or of `rec`), as JPEG frames (BGR on disk, as the camera gives them)."""
     folder.mkdir()
-    images = [s.image for s in read_samples(_rec(model), open_model_dir(model).task, n)]
+    images = [s.image for s in read_samples(rec or _rec(model), open_model_dir(model).task, n)]
     for i, image in enumerate(images):
         cv2.imwrite(str(folder / f"frame-{i:03d}.jpg"), cv2.resize(image, (320, 240))[:, :, ::-1],
                     [cv2.IMWRITE_JPEG_QUALITY, 97])
@@ -199,6 +199,59 @@ def test_lambda_classifies_and_publishes_a_model_that_cannot_load(trained_classi
     assert len(errors) == 1 and "the model cannot be loaded" in errors[0]["error"]
 
 
+def test_a_two_stage_model_goes_to_deeplens_with_both_graphs(two_stage, mo, tmp_path):
+    """A two-stage model's package holds both graphs, each checked against its trained network and through the
+    Model Optimizer on its own job's validation images; its Lambda loads both and, run by `deeplens simulate`,
+    publishes what the two-stage predictor answers (the same boxes, classes and scores)."""
+    from magiccards.model_dir import open_model
+    from magiccards.serve.loader import load
+
+    model = tmp_path / "model"
+    shutil.copytree(two_stage, model)
+    _decided(model / "detector")  # confident boxes, where the device's decoding rule and GluonCV's agree
+    out = tmp_path / "two-stage.tar.gz"
+    done = run_cli("deeplens", "package", model, "--out", out, "--images", "24")
+    assert done.returncode == 0, done.stderr + done.stdout
+    for stage in ("detector", "classifier"):
+        for precision in ("FP32", "FP16"):
+            assert f"{stage}: parity (Model Optimizer {precision} IR on OpenVINO" in done.stdout, done.stdout
+    assert "FAILED" not in done.stdout
+    with tarfile.open(out) as tar:
+        names = sorted(tar.getnames())
+    classifier = open_model_dir(model / "classifier")
+    assert names == ["deeplens.json", f"image-classification-{classifier.epoch:04d}.params",
+                     "image-classification-symbol.json", "model_algo_1-0000.params", "model_algo_1-symbol.json"]
+    _, value = read_package(out, tmp_path / "unpacked")
+    assert value["task"] == "two-stage" and value["classes"] == list(classifier.classes)
+    assert value["parity"]["passed"] and set(value["stages"]) == {"detector", "classifier"}
+    assert value["two_stage"]["classes_per_box"] == 2 and value["two_stage"]["box_threshold"] == 0.01
+
+    function = tmp_path / "function"
+    done = run_cli("deeplens", "lambda", model, "--out", function, "--score-threshold", "0.05")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in function.iterdir()) == ["config.json", "crops.py", "detection_decode.py",
+                                                          "labels.txt", "lambda_function.py"]
+    for source in function.glob("*.py"):
+        ast.parse(source.read_text(), feature_version=(3, 7))
+    rec = open_model(model).validation_records("detector")
+    frames = _frames(model / "detector", tmp_path / "frames", 4, rec)
+    messages = simulate(function, out, tmp_path / "frames", tmp_path / "sim", log=lambda line: None)
+    assert len(messages) == 4
+    checked = 0
+    with load(model, backend="mxnet") as predictor:
+        for frame, message in zip(frames, messages):
+            got = message["ssd"]
+            assert "error" not in message and all(o["label"] in classifier.classes and o["prob"] >= 0.05 for o in got)
+            want = predictor.predict([frame[:, :, ::-1]], score_threshold=0.05)[0]
+            for d in [d for d in want if d.score >= 0.1][:4]:
+                box = np.array(d.box) * [320, 240, 320, 240]
+                near = [o for o in got if o["label"] == d.name and abs(o["prob"] - d.score) < 0.02
+                        and np.abs(np.array([o["xmin"], o["ymin"], o["xmax"], o["ymax"]]) - box).max() <= 0.02 * 320]
+                assert near, (d, got)
+                checked += 1
+    assert checked >= 4, "the detector found cards with a score of 0.1 or more"
+
+
 def test_unsupported_layers_are_named_with_a_network_that_works(tmp_path):
     import mxnet as mx
 
@@ -235,6 +288,17 @@ def test_a_package_with_paths_outside_its_root_is_refused(tmp_path, mo):
     done = run_cli("deeplens", "check", evil, "--validation", evil)
     assert done.returncode == 1 and "Traceback" not in done.stderr and "evil.tar.gz" in done.stderr
     assert not (tmp_path.parent / "outside.json").exists()
+    # a manifest whose graph names are paths, or that is not what it says
+    for manifest, message in ((b'{"task": "two-stage", "stages": {"detector": {"name": "../../x", "epoch": 0}, '
+                               b'"classifier": {"name": "c", "epoch": 0}}}', "lacks ../../x-symbol.json"),
+                              (b'{"task": "two-stage", "stages": []}', "deeplens.json is damaged"),
+                              (b'[1, 2]', "deeplens.json is damaged")):
+        with tarfile.open(evil, "w:gz") as tar:
+            member = tarfile.TarInfo("deeplens.json")
+            member.size = len(manifest)
+            tar.addfile(member, io.BytesIO(manifest))
+        done = run_cli("deeplens", "check", evil, "--validation", evil)
+        assert done.returncode == 1 and "Traceback" not in done.stderr and message in done.stderr, done.stderr
 
 
 def test_bad_names_fail_before_any_aws_call(classifier, tmp_path):
