@@ -6,10 +6,14 @@
     PREFIX/classes/crop-rule.json       beside it, from `pack --crops` (the model card records the crop rule)
     PREFIX/pack/                        the .lst, .idx and pack-report.json, kept beside (not a channel)
 
-Files go up in parts (multipart above one part's size, 8 parts at a time) behind one progress bar. A file already there
-with the same size and SHA-256 (kept in the object's metadata) is skipped. An upload cut short (Ctrl-C,
-a lost connection) leaves its parts in S3; the next run checks each stored part's MD5 against the local
-file and sends only the parts that are missing.
+Files go up in parts (multipart above one part's size, 10 parts at a time over as many pooled connections,
+as boto3's transfer manager sends them) behind one progress bar, the file read once: its SHA-256 is computed
+from the parts as they are sent and kept with the object (metadata for a one-part file, the `sha256` tag of a
+multipart one, whose metadata is fixed before the first part). A file already there with the same size and
+SHA-256 is skipped; the local SHA-256 is remembered while the file is untouched (container/digests.py), so an
+unchanged folder is checked without reading it. An upload cut short (Ctrl-C, a lost connection) leaves its
+parts in S3; the next run reads the file once, checking each stored part's MD5 as it passes and sending the
+parts that are missing (a file changed since: that upload is aborted and the file sent whole).
 """
 from __future__ import annotations
 
@@ -18,13 +22,14 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+from magiccards.container.digests import identity, remember, sha256_of
 from magiccards.aws import S3Uri, bucket_region, calling, region_of
 from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.errors import DataError
 
 PART_SIZE = 16 * 1024 * 1024  # S3 allows 5 MiB to 5 GiB per part, 10,000 parts
 SHA_KEY = "sha256"  # x-amz-meta-sha256
-THREADS = 8  # parts in flight, as boto3's transfer manager sends them (it has 10 threads)
+THREADS = 10  # parts in flight and pooled connections, as boto3's transfer manager has them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,82 +60,146 @@ def plan(data_dir: Path, prefix: S3Uri) -> list[Planned]:
     return files
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _unchanged(s3, bucket: str, key: str, size: int, sha: str) -> bool:
+def _head(s3, bucket: str, key: str) -> dict | None:
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        return s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
+            return None
         raise
-    return head["ContentLength"] == size and head.get("Metadata", {}).get(SHA_KEY) == sha
 
 
-def _pending_upload(s3, bucket: str, key: str, path: Path, part_size: int) -> tuple[str | None, dict[int, str]]:
-    """An earlier, unfinished multipart upload of `key` whose stored parts all match `path`: (id, {part: etag})."""
-    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
-    for upload in sorted((u for u in uploads if u["Key"] == key), key=lambda u: u["Initiated"], reverse=True):
-        parts = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"]).get("Parts", [])
-        stored = {}
-        with open(path, "rb") as f:
-            for part in parts:
-                f.seek((part["PartNumber"] - 1) * part_size)
-                chunk = f.read(part_size)
-                if len(chunk) != part["Size"] or f'"{hashlib.md5(chunk).hexdigest()}"' != part["ETag"]:
-                    break
-                stored[part["PartNumber"]] = part["ETag"]
-            else:
-                return upload["UploadId"], stored
-    return None, {}
+def _stored_sha(s3, bucket: str, key: str, head: dict) -> str | None:
+    """The SHA-256 kept with an object: its metadata, else its `sha256` tag (None when it cannot be read)."""
+    sha = head.get("Metadata", {}).get(SHA_KEY)
+    if sha:
+        return sha
+    try:
+        tags = s3.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+    except s3.exceptions.ClientError:  # no s3:GetObjectTagging: the file is sent again, never skipped wrongly
+        return None
+    return next((t["Value"] for t in tags if t.get("Key") == SHA_KEY), None)
 
 
-def _send(s3, bucket: str, key: str, path: Path, sha: str, part_size: int, bar, log) -> None:
-    size = path.stat().st_size
-    if size <= part_size:
-        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), Metadata={SHA_KEY: sha})
-        bar.update(size)
-        return
-    upload_id, stored = _pending_upload(s3, bucket, key, path, part_size)
-    if upload_id:
-        log(f"resuming the upload of {path.name}: {len(stored)} part(s) already in S3")
+def _unchanged(s3, bucket: str, key: str, path: Path) -> bool:
+    """Whether the object at `key` holds the file already (same size and SHA-256); the file is hashed only
+    when an object of its size is there (and not at all when its digest is remembered)."""
+    head = _head(s3, bucket, key)
+    if head is None or head["ContentLength"] != path.stat().st_size:
+        return False
+    stored = _stored_sha(s3, bucket, key, head)
+    return stored is not None and stored == sha256_of(path)
+
+
+def _tag(s3, bucket: str, key: str, sha: str, log) -> None:
+    try:
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": SHA_KEY, "Value": sha}]})
+    except s3.exceptions.ClientError as e:
+        log(f"note: s3://{bucket}/{key} could not be tagged with its SHA-256 ({e.response.get('Error', {}).get('Code')}"
+            "): a later upload of the same file sends it again instead of skipping it")
+
+
+def _pending_upload(s3, bucket: str, key: str) -> tuple[str | None, dict[int, dict]]:
+    """The newest unfinished multipart upload of `key`: (id, {part number: its listing (ETag, Size)})."""
+    uploads = [u for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []) if u["Key"] == key]
+    if not uploads:
+        return None, {}
+    newest = max(uploads, key=lambda u: u["Initiated"])
+    parts, marker = {}, 0
+    while True:  # list_parts pages at 1,000 parts
+        page = s3.list_parts(Bucket=bucket, Key=key, UploadId=newest["UploadId"], PartNumberMarker=marker)
+        parts.update({part["PartNumber"]: part for part in page.get("Parts", [])})
+        if not page.get("IsTruncated"):
+            return newest["UploadId"], parts
+        marker = page["NextPartNumberMarker"]
+
+
+class _Changed(Exception):
+    """A part stored by an earlier, unfinished upload differs from the file: the file changed since."""
+
+
+def _same_part(chunk: bytes, listed: dict) -> bool:
+    return len(chunk) == listed["Size"] and f'"{hashlib.md5(chunk).hexdigest()}"' == listed["ETag"]
+
+
+def _send(s3, bucket: str, key: str, path: Path, part_size: int, bar, log) -> None:
+    """Send the file (resuming an unfinished upload of it), its SHA-256 computed on the way and kept with it."""
+    before = identity(path)
+    if before[2] <= part_size:
+        body = path.read_bytes()
+        sha = hashlib.sha256(body).hexdigest()
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={SHA_KEY: sha})
+        bar.update(len(body))
     else:
-        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata={SHA_KEY: sha})["UploadId"]
+        upload_id, listed = _pending_upload(s3, bucket, key)
+        sha = None
+        if upload_id:
+            log(f"resuming the upload of {path.name}: {len(listed)} part(s) already in S3")
+            try:
+                sha = _send_parts(s3, bucket, key, path, upload_id, listed, part_size, bar)
+            except _Changed:
+                log(f"{path.name} changed since its upload was cut short: that upload is dropped and the file sent "
+                    "whole")
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        if sha is None:
+            upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+            sha = _send_parts(s3, bucket, key, path, upload_id, {}, part_size, bar)
+        _tag(s3, bucket, key, sha, log)
+    remember(path, before, sha)
+
+
+def _send_parts(s3, bucket: str, key: str, path: Path, upload_id: str, listed: dict[int, dict], part_size: int,
+                bar) -> str:
+    """One pass over the file, every part hashed as it is read, and in a pool of THREADS each part already in
+    S3 (`listed`) checked by its MD5, the others sent; then the upload completed. Returns the file's SHA-256.
+    Raises _Changed when a stored part differs (the parts sent meanwhile go with the upload, aborted)."""
+    size = path.stat().st_size
     count = -(-size // part_size)
     pool = concurrent.futures.ThreadPoolExecutor(THREADS)
     running: dict[concurrent.futures.Future, tuple[int, int]] = {}
+    etags: dict[int, str] = {}
+    digest = hashlib.sha256()
+    counted = [0]  # bytes shown on the bar by this call
+
+    def advance(length: int) -> None:
+        counted[0] += length
+        bar.update(length)
 
     def settle(block: bool) -> None:
         done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED if block else
                                           concurrent.futures.ALL_COMPLETED)
         for future in done:
             number, length = running.pop(future)
-            stored[number] = future.result()["ETag"]
-            bar.update(length)
+            if number in listed:
+                if not future.result():
+                    raise _Changed()
+                etags[number] = listed[number]["ETag"]
+            else:
+                etags[number] = future.result()["ETag"]
+            advance(length)
 
     try:
         with open(path, "rb") as f:
             for number in range(1, count + 1):
-                if number in stored:
-                    f.seek(part_size, 1)
-                    bar.update(min(part_size, size - (number - 1) * part_size))
-                    continue
                 chunk = f.read(part_size)
-                running[pool.submit(s3.upload_part, Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                    Body=chunk)] = (number, len(chunk))
+                digest.update(chunk)  # while the pool sends: the hashing costs no extra pass
+                if number in listed:
+                    future = pool.submit(_same_part, chunk, listed[number])
+                else:
+                    future = pool.submit(s3.upload_part, Bucket=bucket, Key=key, UploadId=upload_id,
+                                         PartNumber=number, Body=chunk)
+                running[future] = (number, len(chunk))
                 while len(running) >= 2 * THREADS:  # at most 2 parts per thread in memory
                     settle(block=True)
         settle(block=False)
+    except _Changed:
+        bar.update(-counted[0])  # the file is sent whole instead
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
-        "Parts": [{"PartNumber": n, "ETag": stored[n]} for n in range(1, count + 1)]})
+        "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]})
+    return digest.hexdigest()
 
 
 def upload(data_dir: Path, destination: str, session=None, part_size: int = PART_SIZE, progress: bool = True,
@@ -143,21 +212,22 @@ def upload(data_dir: Path, destination: str, session=None, part_size: int = PART
     files = plan(Path(data_dir), prefix)
     session = session or boto3.session.Session()
     region_of(session)
-    s3 = session.client("s3")
+    from botocore.config import Config
+
+    s3 = session.client("s3", config=Config(max_pool_connections=THREADS))  # a connection per thread, reused
     bucket_region(s3, prefix.bucket)
     total = sum(p.local.stat().st_size for p in files)
     skipped = sent = 0
     with tqdm(total=total, unit="B", unit_scale=True, desc="upload", disable=not progress) as bar:
         for item in files:
-            size, sha = item.local.stat().st_size, sha256_of(item.local)
             where = f"s3://{prefix.bucket}/{item.key}"
             with calling(f"uploading {item.local.name} to {where}"):
-                if _unchanged(s3, prefix.bucket, item.key, size, sha):
+                if _unchanged(s3, prefix.bucket, item.key, item.local):
                     skipped += 1
-                    bar.update(size)
+                    bar.update(item.local.stat().st_size)
                     continue
                 try:
-                    _send(s3, prefix.bucket, item.key, item.local, sha, part_size, bar, log)
+                    _send(s3, prefix.bucket, item.key, item.local, part_size, bar, log)
                 except KeyboardInterrupt:
                     log(f"interrupted: the parts of {item.local.name} sent so far stay in S3; run the same "
                         "command again to resume")

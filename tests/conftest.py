@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from .helpers import QUICK_HP
 # SIGINT ignored, and an ignored signal stays ignored across exec: the Ctrl-C tests' commands would never see it.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# The user's cache (upload's remembered digests) is not the tests': they and the commands they start get their own.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="magiccards-test-cache-")
 
 
 @pytest.fixture(autouse=True)

@@ -170,6 +170,57 @@ def test_an_interrupted_upload_resumes_with_the_parts_already_sent(aws, tmp_path
     body = s3.get_object(Bucket="cards-resume-test", Key="big/train/train.rec")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(big.read_bytes()).hexdigest()
     assert not s3.list_multipart_uploads(Bucket="cards-resume-test").get("Uploads")
+    # the digest, computed on the one pass that sent the parts, is the object's tag; the same folder is skipped
+    tags = s3.get_object_tagging(Bucket="cards-resume-test", Key="big/train/train.rec")["TagSet"]
+    assert tags == [{"Key": "sha256", "Value": hashlib.sha256(big.read_bytes()).hexdigest()}]
+    again = run_cli("upload", data, "s3://cards-resume-test/big", "--no-progress")
+    assert again.returncode == 0 and "uploaded 0 file(s), 2 already there" in again.stdout + again.stderr
+
+
+def test_a_file_changed_since_its_upload_was_cut_short_is_sent_whole(aws, tmp_path):
+    """Parts left in S3 by an interrupted upload of an earlier version of the file: the part that differs is
+    found on the one pass over the file, that upload is aborted, and the file goes up whole and right."""
+    s3 = _boto("s3")
+    s3.create_bucket(Bucket="cards-changed-test")
+    data = tmp_path / "pack"
+    data.mkdir()
+    part = 5 * 1024 * 1024
+    old = b"".join(bytes([i]) * part for i in range(4))
+    (data / "train.rec").write_bytes(old[:2 * part] + b"x" * (2 * part))  # parts 3 and 4 changed since
+    key = "run/train/train.rec"
+    upload_id = s3.create_multipart_upload(Bucket="cards-changed-test", Key=key)["UploadId"]
+    for number in (1, 3):  # what the interrupted upload had sent: part 1 still matches, part 3 does not
+        s3.upload_part(Bucket="cards-changed-test", Key=key, UploadId=upload_id, PartNumber=number,
+                       Body=old[(number - 1) * part:number * part])
+    from magiccards.container.upload import upload
+
+    lines = []
+    upload(data, "s3://cards-changed-test/run", part_size=part, progress=False, log=lines.append)
+    assert any("resuming the upload of train.rec: 2 part(s)" in line for line in lines), lines
+    assert any("changed since its upload was cut short" in line for line in lines), lines
+    body = s3.get_object(Bucket="cards-changed-test", Key=key)["Body"].read()
+    assert body == (data / "train.rec").read_bytes()
+    assert not s3.list_multipart_uploads(Bucket="cards-changed-test").get("Uploads")
+
+
+def test_a_remembered_digest_is_used_only_for_the_untouched_file(tmp_path):
+    """upload's local SHA-256 is remembered by the file's identity: a rewrite with the same size and
+    modification time set back still changes its status-change time, and the digest is computed again."""
+    from magiccards.container.digests import cache_file, sha256_of
+
+    path = tmp_path / "train.rec"
+    path.write_bytes(b"a" * 1000)
+    first = sha256_of(path)
+    assert first == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert json.loads(cache_file().read_text())[str(path)]["sha256"] == first
+    assert sha256_of(path) == first
+    stat = path.stat()
+    time.sleep(0.01)
+    path.write_bytes(b"b" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same modification time
+    assert sha256_of(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    cache_file().write_text("{not json")  # a damaged cache is ignored
+    assert sha256_of(path) == hashlib.sha256(b"b" * 1000).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- launch
