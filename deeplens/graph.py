@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 from magiccards.serve.detection_decode import DecodeRules
@@ -119,7 +120,9 @@ def run(graph: Graph, symbol, batch: np.ndarray) -> list[np.ndarray]:
     slice_like anchor maps, boxes off by up to 112 px: it is not the reference.)"""
     import mxnet as mx
 
-    block = mx.gluon.SymbolBlock(symbol, mx.sym.var("data"))
+    with warnings.catch_warnings():  # "cannot decide type for data": it is float32, given at the first call
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(symbol, mx.sym.var("data"))
     arrays = graph.params_for(symbol)
     for name, param in block.collect_params().items():
         param._load_init(arrays[name], mx.cpu())

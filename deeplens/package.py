@@ -158,7 +158,7 @@ def package(model_path: Path, out: Path, validation: Path | None = None, images:
     model = open_model(Path(model_path))
     out = Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
-        raise ExportError(f"--out {out}: give the archive's file name, e.g. {out.name or 'model'}.tar.gz")
+        raise ExportError(f"--out {out}: give the archive's file name, e.g. {out.name.split('.')[0] or 'model'}.tar.gz")
     graphs = []
     if isinstance(model, TwoStageDir):
         stages = {}

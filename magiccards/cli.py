@@ -358,8 +358,8 @@ def _run_deeplens_check(args) -> int:
 def _run_deeplens_lambda(args) -> int:
     from .deeplens.lambda_package import write_lambda
     folder = write_lambda(args.model, args.out, score_threshold=args.score_threshold)
-    print(f"wrote {folder}/lambda_function.py, labels.txt and config.json (handler lambda_function.function_handler, "
-          "python3.7)")
+    files = ", ".join(sorted(p.name for p in folder.iterdir() if p.is_file()))
+    print(f"wrote {folder}: {files} (handler lambda_function.function_handler, python3.7)")
     return 0
 
 
