@@ -604,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `magiccards` console script (`argv` None: the program itself, from sys.argv)."""
     try:
         return _run(argv)
+    except KeyboardInterrupt:  # before the command began (its imports, its arguments): nothing to undo
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         if argv is None and threading.current_thread() is threading.main_thread():
             # the command's work is done and said: a Ctrl-C while the interpreter tears down its native
