@@ -14,7 +14,6 @@ NMS, boxes, classes per box).
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from magiccards.files import atomic_path, writing
-from magiccards.model_dir import TWO_STAGE, ModelDir, TwoStageDir, open_model
+from magiccards.model_dir import SIMPLE_NAME, TWO_STAGE, ModelDir, TwoStageDir, open_model
 
 from . import device_parity
 from .device_graph import DeviceGraph, build, run_device
@@ -31,7 +30,6 @@ from .parity import map_of
 from .validation import find_records, read_samples
 
 MANIFEST = "deeplens.json"
-SIMPLE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a checkpoint's file name, never a path
 PARITY_IMAGES = 100
 GATES = {"classification": {"top1_agreement": 99.0, "max_probability_difference": 1e-3},
          "detection": {"map_points_lost": 1.0, "max_box_difference": 0.01}}
@@ -209,13 +207,13 @@ def read_package(archive: Path, workdir: Path) -> tuple[Path, dict]:
         raise ExportError(f"{archive} has no {MANIFEST} at its root (make it with `magiccards deeplens package`)")
     try:
         value = json.loads(path.read_text())
-        wanted = [f for _, stage in stage_manifests(value)
+        wanted = [(stage["name"], f) for _, stage in stage_manifests(value)
                   for f in (f"{stage['name']}-symbol.json", f"{stage['name']}-{int(stage['epoch']):04d}.params")]
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ExportError(f"{archive}: its {MANIFEST} is damaged (make the package again with `magiccards deeplens "
                           "package`)") from None
-    for f in wanted:
-        if not SIMPLE_FILE.match(f) or not (folder / f).is_file():
+    for name, f in wanted:  # a graph's name is a model directory's prefix: the same rule, never a path
+        if not isinstance(name, str) or not SIMPLE_NAME.match(name) or not (folder / f).is_file():
             raise ExportError(f"{archive} lacks {f[:120]}")
     return folder, value
 
