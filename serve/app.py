@@ -47,7 +47,8 @@ class InferenceApp:
         self.max_concurrent_transforms, self.log = max_concurrent_transforms, log
         self.max_request_pixels = max_request_pixels
         self._inference = threading.Lock()
-        self._pool = ThreadPoolExecutor(4, thread_name_prefix="inference")
+        # one thread runs every inference (MXNet's frontend wants one sticky thread; the lock orders the requests)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
 
     def __call__(self, environ, start_response):
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")

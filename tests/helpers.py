@@ -14,6 +14,21 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "magiccards.cli", *map(str, args)], capture_output=True, text=True)
 
 
+def run_in_child(module: str, function: str, *args, timeout: float = 600) -> None:
+    """Run `function(*args)` of the test module named `module` (pass `__name__`) in a fresh interpreter; fail with
+    its output when it fails. For tests that drive MXNet from several threads at once: a native crash there ends one
+    test, with its stack, instead of the whole session (a corrupted heap may crash much later, in another test)."""
+    import json
+    code = ("import importlib, json, sys\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(*json.loads(sys.argv[4]))\n")
+    done = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, str(Path(__file__).parents[1]), module,
+                           function, json.dumps([str(a) if isinstance(a, Path) else a for a in args])],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{function} failed in its own process (exit {done.returncode}):\n" \
+                                 f"{done.stdout[-2000:]}\n{done.stderr[-6000:]}"
+
+
 def read_all(rec: Path) -> list[tuple[mx.recordio.IRHeader, bytes]]:
     reader = mx.recordio.MXIndexedRecordIO(str(Path(rec).with_suffix(".idx")), str(rec), "r")
     try:

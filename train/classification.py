@@ -1,6 +1,8 @@
 """Image classification recipe: transforms, the training step, validation with a confusion matrix."""
 from __future__ import annotations
 
+import threading
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -42,6 +44,29 @@ def colour_jitter(brightness: float, contrast: float, saturation: float, hue: fl
             transforms.RandomSaturation(saturation), transforms.RandomHue(hue)]
 
 
+class OnePerThread:
+    """`build(*args)` built once in each thread that calls it, then called there: the loader's threads never share one
+    transform. `transforms.Compose` hybridizes its steps into one cached graph, and MXNet's cached graphs are not
+    thread-safe: run from several loader threads at once, the one graph corrupted the process's memory (segmentation
+    faults, at times much later). Picklable for loader processes (each builds its own)."""
+
+    def __init__(self, build, *args):
+        self._build, self._args = build, args
+        self._local = threading.local()
+
+    def __call__(self, *inputs):
+        transform = getattr(self._local, "transform", None)
+        if transform is None:
+            transform = self._local.transform = self._build(*self._args)
+        return transform(*inputs)
+
+    def __getstate__(self):
+        return {"_build": self._build, "_args": self._args}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _local=threading.local())
+
+
 def eval_transform(hp: Hyperparameters) -> transforms.Compose:
     _, h, w = hp.image_shape
     steps = [transforms.Resize(hp.resize, keep_ratio=True)] if hp.resize else []
@@ -61,11 +86,11 @@ class ClassificationRecipe(Recipe):
         if hp.precision_dtype != self.dtype:
             say("precision_dtype=float16 applies on GPUs only: training in float32 on the CPU")
         threads = loader_threads("classification")
-        self.train_loader = gluon.data.DataLoader(train.dataset.transform_first(train_transform(hp)),
+        self.train_loader = gluon.data.DataLoader(train.dataset.transform_first(OnePerThread(train_transform, hp)),
                                                   batch_sampler=self.batch_sampler, num_workers=num_workers,
                                                   thread_pool=threads)
         if val is not None:
-            self.val_loader = gluon.data.DataLoader(val.dataset.transform_first(eval_transform(hp)),
+            self.val_loader = gluon.data.DataLoader(val.dataset.transform_first(OnePerThread(eval_transform, hp)),
                                                     batch_size=hp.mini_batch_size, shuffle=False, last_batch="keep",
                                                     num_workers=num_workers, thread_pool=threads)
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()

@@ -2,8 +2,10 @@
 import mxnet as mx
 import numpy as np
 import pytest
-from magiccards.train.classification import eval_transform, train_transform
+from magiccards.train.classification import OnePerThread, eval_transform, train_transform
 from magiccards.train.hyperparameters import AUGMENTATIONS, resolve
+
+from ..helpers import run_in_child
 
 
 @pytest.mark.parametrize("augmentation", ("",) + AUGMENTATIONS)
@@ -23,26 +25,54 @@ def test_each_augmentation_gives_the_input_shape(augmentation, resize):
 
 
 def test_colour_jitter_runs_in_loader_threads():
-    """MXNet's fused random_color_jitter op crashed the process (segmentation fault) when two loader threads ran
-    it (crop_color, mobilenet0.25, 128 px): the recipe's colour jitter runs in threads, as the loader does."""
+    """MXNet's fused random_color_jitter op, and one hybridized transform shared by the loader's threads, crashed the
+    process (segmentation faults, at times much later): the recipe's transforms run in threads, as the loader runs
+    them, in a process of their own."""
+    run_in_child(__name__, "transforms_in_threads")
+
+
+def transforms_in_threads():
     import threading
 
-    import mxnet as mx
-    from magiccards.train.classification import colour_jitter
-    from mxnet.gluon.data.vision import transforms
-
-    jitter = transforms.Compose(colour_jitter(0.3, 0.3, 0.3, 0.05))
-    image = mx.nd.array(np.random.default_rng(0).integers(0, 255, (96, 96, 3)), dtype="uint8")
-    outputs = [jitter(image).asnumpy()]  # Compose hybridizes: its graph is built once, as the first batch does
+    hp = resolve({"task": "classification", "image_shape": "3,96,96", "augmentation_type": "crop_color_transform"},
+                 "classification")
+    transform = OnePerThread(train_transform, hp)
+    image = mx.nd.array(np.random.default_rng(0).integers(0, 255, (120, 110, 3)), dtype="uint8")
+    outputs = []
 
     def work():
-        for _ in range(400):
-            outputs.append(jitter(image).asnumpy())
+        for _ in range(300):
+            outputs.append(transform(image).asnumpy())
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outputs) == 1200 and all(o.shape == (3, 96, 96) and o.dtype == np.float32 for o in outputs)
+    assert all(np.isfinite(o).all() for o in outputs[::50])
+    assert len({o.tobytes() for o in outputs[:50]}) > 10  # augmented (threads may repeat one another's draws)
+
+
+def test_each_loader_thread_builds_its_own_transform():
+    import functools
+    import operator
+    import pickle
+    import threading
+
+    built = []
+    transform = OnePerThread(lambda scale: built.append(threading.get_ident()) or (lambda x: x * scale), 3)
+    seen, together = [], threading.Barrier(3)  # all alive at once: three distinct threads
+
+    def work():
+        seen.extend([transform(1), transform(2)])
+        together.wait(10)
 
     threads = [threading.Thread(target=work) for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(outputs) == 1201 and outputs[0].shape == (96, 96, 3) and outputs[0].dtype == np.uint8
-    assert len({o.tobytes() for o in outputs[:50]}) > 10  # jittered (threads may repeat one another's draws)
+    assert sorted(seen) == [3, 3, 3, 6, 6, 6] and len(built) == len(set(built)) == 3  # one each, kept
+    copy = pickle.loads(pickle.dumps(OnePerThread(functools.partial, operator.mul, 3)))  # as a loader process gets it
+    assert copy(5) == 15

@@ -2,11 +2,14 @@
 import pickle
 import random
 import threading
+from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 import pytest
 from magiccards.train.readers import open_channel
+
+from ..helpers import run_in_child
 
 
 def _channel(folder, task: str, n: int = 60):
@@ -25,7 +28,13 @@ def _channel(folder, task: str, n: int = 60):
 @pytest.mark.parametrize("task", ["classification", "detection"])
 def test_threads_reading_at_once_get_their_own_records(tmp_path, task):
     """MXNet's record reader has one file position: six loader threads reading at once got one another's
-    records and 'Invalid RecordIO File' errors before reads were serialised (decoding stays parallel)."""
+    records and 'Invalid RecordIO File' errors before reads were serialised (decoding stays parallel). Run in a
+    process of its own: a native crash ends this test, not the session."""
+    run_in_child(__name__, "reads_in_threads", tmp_path, task)
+
+
+def reads_in_threads(tmp_path, task):
+    tmp_path = Path(tmp_path)
     data = open_channel(_channel(tmp_path / "train", task), task, tmp_path / "work", progress=False,
                         log=lambda line: None)
     dataset = pickle.loads(pickle.dumps(data.dataset))  # as a loader process gets it: a lock of its own
