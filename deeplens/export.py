@@ -4,7 +4,9 @@
       1. exports/ left from another model (its parameters' digest differs) is cleared first;
       2. the FP32 ONNX file (graph.py, onnx_export.py): the route to every runtime;
       3. the asked-for format and precision: ONNX FP16 / INT8, OpenVINO IR FP32 / FP16 / INT8
-         (INT8: NNCF calibrated on the model's validation images or `--calibration`);
+         (INT8: NNCF calibrated on the model's validation images or `--calibration`); a detector's
+         heads then end in box decoding and NMS (onnx_tail.py), in float32, so the runtime answers
+         ids, scores and boxes itself;
       4. the parity check on real validation images (parity.py), stored in exports/parity.json and
          printed; an export that misses its gate is kept, marked failed, and never picked by `auto`.
 
@@ -103,7 +105,10 @@ def _write(model: ModelDir, export_format: str, precision: str, calibration, log
                 onnx_file = quantized
             if (export_format, precision) == ("onnx", "fp16"):
                 onnx_export.to_fp16(onnx_file, target)
-            elif export_format == "openvino":
+                onnx_file = target
+            if model.task == "detection":  # the tail in float32 after the heads, whatever their precision
+                onnx_export.append_tail(model, onnx_file)
+            if export_format == "openvino":
                 openvino_export.save_ir(openvino_export.read_onnx(onnx_file), target, fp16=precision == "fp16")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

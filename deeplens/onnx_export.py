@@ -16,6 +16,7 @@ import numpy as np
 from magiccards.files import atomic_path, write_text_atomic
 from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
 
+from . import onnx_tail
 from .graph import ExportError, Graph, anchors, detection_heads
 
 
@@ -69,6 +70,15 @@ def write_onnx(model: ModelDir, graph: Graph, path: Path) -> list[str]:
         np.save(f, anchors(graph, anchors_symbol).astype(np.float32))
     write_text_atomic(model.exports_dir / DECODE_RULES, json.dumps(rules.as_json(), indent=1))
     return ["class probabilities (background first)", "box offsets"]
+
+
+def append_tail(model: ModelDir, path: Path) -> None:
+    """End the detector's ONNX heads at `path` in box decoding and NMS (onnx_tail.py), from the anchors and rules
+    `write_onnx` stored: the export then answers ids, scores and boxes, as the MXNet graph does."""
+    from magiccards.serve.detection_decode import load_rules
+
+    onnx_tail.append_tail(path, np.load(model.exports_dir / ANCHORS), load_rules(model.exports_dir / DECODE_RULES),
+                          len(model.classes))
 
 
 def to_fp16(source: Path, target: Path) -> None:

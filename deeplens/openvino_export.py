@@ -16,9 +16,19 @@ def read_onnx(onnx_file: Path):
     """The OpenVINO model of an ONNX file (OpenVINO's usage telemetry turned off first: telemetry.py)."""
     ov = openvino()
     try:
-        return ov.convert_model(str(onnx_file))
+        model = ov.convert_model(str(onnx_file))
     except Exception as e:  # OpenVINO's conversion errors are its own C++ types
         raise ExportError(f"OpenVINO cannot convert {onnx_file}: {str(e).strip().splitlines()[-1][:300]}") from None
+    _stable_top_k(model)
+    return model
+
+
+def _stable_top_k(model) -> None:
+    """ONNX's TopK puts equal values in index order (the detection tail relies on it: onnx_tail.py); OpenVINO's
+    converted TopK does not unless told (its `stable` attribute, off as converted)."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "TopK" and "stable" in op.get_attributes():
+            op.set_attribute("stable", True)
 
 
 def save_ir(ov_model, xml_file: Path, fp16: bool) -> None:

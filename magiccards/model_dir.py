@@ -62,6 +62,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PARITY = "parity.json"
 DECODE_RULES = "decode.json"
 ANCHORS = "anchors.npy"
+# a detection export that carries its own tail (box decoding + NMS, deeplens/onnx_tail.py) ends in these outputs;
+# one that ends in the heads (class probabilities, box offsets) is decoded in NumPy beside it
+TAIL_OUTPUTS = ("ids", "scores", "boxes")
 # a model.tar.gz larger than this once unpacked is refused (a tar bomb); MAGICCARDS_MAX_MODEL_BYTES overrides
 SIMPLE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _DIGESTS: dict[tuple[str, int, int], str] = {}

@@ -1,16 +1,16 @@
 """ONNX Runtime and OpenVINO backends: they run the exports that `magiccards export` writes to exports/.
 
 Each runs one export (exports/<format>-<precision>/) with the interface of backends.MXNetBackend: an
-NCHW float32 batch in, the model card's output layout out. A detection export holds the graph up to the
-class probabilities and box offsets; the rest of the graph (box decoding, per-class NMS) runs here in
-NumPy (detection_decode.py) with the anchors and rules stored beside the export, the same for every
-runtime.
+NCHW float32 batch in, the model card's output layout out. A detection export ends in its own box decoding
+and NMS (outputs ids, scores, boxes: model_dir.TAIL_OUTPUTS). One written before it did holds the graph up
+to the class probabilities and box offsets: its tail runs here in NumPy (detection_decode.py) with the
+anchors and rules stored beside the export.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from magiccards.model_dir import ANCHORS, DECODE_RULES, ModelDir
+from magiccards.model_dir import ANCHORS, DECODE_RULES, TAIL_OUTPUTS, ModelDir
 from magiccards.telemetry import openvino
 
 from .detection_decode import decode, load_rules
@@ -28,20 +28,31 @@ class _ExportBackend:
         if not self.file.is_file():
             raise BackendError(f"{self.file} does not exist; run `magiccards export {model.path} "
                                f"--format {self.export_format} --precision {precision}`")
-        self._tail = None
-        if model.task == "detection":
-            try:
-                self._tail = (np.load(model.exports_dir / ANCHORS), load_rules(model.exports_dir / DECODE_RULES))
-            except (OSError, ValueError, TypeError) as e:
-                raise BackendError(f"the detection export in {model.exports_dir} lacks its anchors or decoding "
-                                   f"rules ({e}); export it again") from None
+        self._model, self._tail = model, None
+
+    def _tail_after(self, output_names: list[str]) -> None:
+        """Load the NumPy tail when the loaded export is a detector's heads (an export written before the tail
+        went into the graph); one that answers ids, scores and boxes needs none."""
+        if self._model.task != "detection" or tuple(output_names) == TAIL_OUTPUTS:
+            return
+        exports = self._model.exports_dir
+        try:
+            self._tail = (np.load(exports / ANCHORS), load_rules(exports / DECODE_RULES))
+        except (OSError, ValueError, TypeError) as e:
+            raise BackendError(f"the detection export in {exports} lacks its anchors or decoding rules ({e}); "
+                               "export it again") from None
+
+    @property
+    def tail_in_graph(self) -> bool:
+        """Whether a detector's box decoding and NMS run inside the exported graph (not in NumPy here)."""
+        return self._model.task == "detection" and self._tail is None
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         outputs = self.network(batch)
         return outputs if self._tail is None else self.decode(outputs)
 
     def network(self, batch: np.ndarray) -> list[np.ndarray]:
-        """The exported graph's own outputs (for a detector: class probabilities and box offsets)."""
+        """The exported graph's own outputs (a detector's heads: class probabilities and box offsets)."""
         return self._run(np.ascontiguousarray(batch, np.float32))
 
     def decode(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -68,6 +79,7 @@ class OnnxRuntimeBackend(_ExportBackend):
         except Exception as e:  # onnxruntime raises its own C++ exception types
             raise BackendError(f"onnxruntime cannot load {self.file}: {str(e).splitlines()[0][:300]}") from None
         self._input = self._session.get_inputs()[0].name
+        self._tail_after([o.name for o in self._session.get_outputs()])
         self.ran_at = precision
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -99,6 +111,7 @@ class OpenVinoBackend(_ExportBackend):
             self._compiled = ov.Core().compile_model(str(self.file), "CPU", config)
         except RuntimeError as e:
             raise BackendError(f"OpenVINO cannot compile {self.file}: {str(e).splitlines()[0][:300]}") from None
+        self._tail_after([o.get_any_name() for o in self._compiled.outputs])
         ran = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         ran = ran.get_type_name() if hasattr(ran, "get_type_name") else str(ran)
         self.ran_at = {"f32": "fp32", "f16": "fp16"}.get(ran, ran)  # bf16 stays bf16

@@ -73,21 +73,31 @@ def test_half_and_int8_exports_are_gated_and_auto_follows_the_gates(classifier_c
     assert (served.name, served.precision) == (("openvino", "int8") if int8["passed"] else ("openvino", "fp16"))
 
 
-def test_detector_exports_the_heads_and_decodes_as_mxnet(detector_copy):
-    """The SSD is cut before box decoding and NMS; anchors and rules beside it; the NumPy tail gives every
-    detection of the MXNet graph (class, score, box), and the mAP of both agrees within 0.5 point."""
+def test_detector_exports_end_in_their_own_decoding_and_nms_and_answer_as_mxnet(detector_copy):
+    """The SSD's export ends in box decoding and NMS in ONNX ops (no NumPy after the runtime): every detection of
+    the MXNet graph (class, score, box) comes back, and the mAP of both agrees within 0.5 point. An export written
+    before (the heads only, anchors and rules beside it) still loads, and answers the same through NumPy."""
+    import onnxruntime as ort
+    from magiccards.deeplens import onnx_export
+    from magiccards.deeplens.graph import load_graph
+
+    from magiccards.model_dir import TAIL_OUTPUTS
     for export_format in ("onnx", "openvino"):
         record = export(detector_copy, export_format, "fp32", log=lambda line: None)
         assert record["passed"] and abs(record["map_points_lost"]) <= 0.5 and record["map_mxnet"] > 0.01, record
     model = open_model_dir(detector_copy)
-    assert (model.exports_dir / "anchors.npy").is_file()
+    session = ort.InferenceSession(str(model.export_file("onnx", "fp32")), providers=["CPUExecutionProvider"])
+    assert tuple(o.name for o in session.get_outputs()) == TAIL_OUTPUTS
     assert json.loads((model.exports_dir / "decode.json").read_text())["overlap_thresh"] == 0.45
     from magiccards.deeplens.validation import read_samples
     images = [s.image for s in read_samples(detector_copy.parent / "input/data/validation/validation.rec",
                                             "detection", 16)]
     reference = Predictor(detector_copy, backend="mxnet").predict(images, score_threshold=0.1)
+    answers = {}
     for backend in ("onnxruntime", "openvino"):
-        found = Predictor(detector_copy, backend=backend).predict(images, score_threshold=0.1)
+        predictor = Predictor(detector_copy, backend=backend)
+        assert predictor.backend.tail_in_graph, backend
+        answers[backend] = found = predictor.predict(images, score_threshold=0.1)
         total = matched = 0
         for want, got in zip(reference, found):
             assert abs(len(want) - len(got)) <= 1
@@ -96,6 +106,13 @@ def test_detector_exports_the_heads_and_decodes_as_mxnet(detector_copy):
                 matched += any(b.class_id == a.class_id and abs(a.score - b.score) < 1e-4 and
                                np.abs(np.array(a.box) - np.array(b.box)).max() < 1e-3 for b in got)
         assert total > 16 and matched >= 0.98 * total, (backend, total, matched)
+    # an older export: the heads only
+    onnx_export.write_onnx(model, load_graph(model), model.export_file("onnx", "fp32"))
+    older = Predictor(detector_copy, backend="onnxruntime")
+    assert not older.backend.tail_in_graph
+    for new, old in zip(answers["onnxruntime"], older.predict(images, score_threshold=0.1)):
+        assert [(d.class_id, round(d.score, 4)) for d in new] == [(d.class_id, round(d.score, 4)) for d in old]
+        assert all(np.abs(np.array(a.box) - np.array(b.box)).max() < 1e-3 for a, b in zip(new, old))
 
 
 def test_export_refuses_bad_requests_with_one_line(classifier_copy, tmp_path):
