@@ -185,7 +185,8 @@ def check_offline(plan: JobPlan) -> None:
         plan.image or ecr_image_uri("000000000000", "us-east-1", "magiccards", "cpu")))
 
 
-def _role_arn(session, role: str) -> str:
+def role_arn(session, role: str) -> str:
+    """The ARN of an IAM role given by name or ARN; a missing role is one line."""
     if role.startswith("arn:"):
         return role
     iam = session.client("iam")
@@ -197,7 +198,7 @@ def _role_arn(session, role: str) -> str:
                                  "'IAM permissions') or pass its ARN with --role") from None
 
 
-def _check_image(session, image: str, region: str) -> None:
+def check_image(session, image: str, region: str) -> None:
     """An image in an ECR registry of this account must be there (else `publish` first)."""
     m = re.match(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)[:@](.+)$", image)
     if not m:
@@ -281,8 +282,8 @@ def check_job(plan: JobPlan, session, log=print) -> dict:
     with calling("reading the account id (sts:GetCallerIdentity)"):
         account = session.client("sts").get_caller_identity()["Account"]
     image = plan.image or ecr_image_uri(account, region, "magiccards", "cpu")
-    _check_image(session, image, region)
-    request = build_request(plan, _role_arn(session, plan.role), image)
+    check_image(session, image, region)
+    request = build_request(plan, role_arn(session, plan.role), image)
     validate_request("sagemaker", "CreateTrainingJob", request)
     sagemaker = session.client("sagemaker")
     try:

@@ -235,3 +235,19 @@ def upload(data_dir: Path, destination: str, session=None, part_size: int = PART
             sent += 1
     log(f"uploaded {sent} file(s), {skipped} already there unchanged")
     return {p.channel: str(prefix.join(p.channel)) + "/" for p in files if p.channel}
+
+
+def put_file(path: Path, uri: S3Uri, session, progress: bool = True, log=print) -> bool:
+    """Upload one file to `uri` as `upload` sends each file (skipped when unchanged there, resumed when cut
+    short); True when it was sent, False when S3 held it already."""
+    from botocore.config import Config
+    from tqdm import tqdm
+
+    s3 = session.client("s3", config=Config(max_pool_connections=THREADS))
+    bucket_region(s3, uri.bucket)
+    with calling(f"uploading {path.name} to {uri}"):
+        if _unchanged(s3, uri.bucket, uri.key, path):
+            return False
+        with tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc="upload", disable=not progress) as bar:
+            _send(s3, uri.bucket, uri.key, path, PART_SIZE, bar, log)
+    return True

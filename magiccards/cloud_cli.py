@@ -1,4 +1,5 @@
-"""The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop (container/ does the work)."""
+"""The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop, deploy, endpoints, undeploy
+(container/ does the work)."""
 from __future__ import annotations
 
 import argparse
@@ -205,4 +206,102 @@ def _run_stop(args) -> int:
     return 0
 
 
-COMMANDS = (_add_publish, _add_upload, _add_launch, _add_jobs, _add_logs, _add_stop)
+def _add_deploy(sub) -> None:
+    p = sub.add_parser("deploy", help="serve a trained model from a SageMaker real-time endpoint",
+                       description="MODEL is a training job name, an s3:// URI of a model.tar.gz, or a local model "
+                                   "directory (packed and uploaded to --upload-to). Creates the model, the endpoint "
+                                   "config and the endpoint, every request checked before the first call.")
+    p.add_argument("model", help="training job name, s3://.../model.tar.gz, or a model directory")
+    p.add_argument("--endpoint", required=True, help="endpoint name")
+    p.add_argument("--role", required=True, help="SageMaker execution role: name or ARN")
+    p.add_argument("--image", default=None, help="image URI (default: the training job's, else magiccards:cpu in "
+                                                 "this account's ECR)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--serverless", default=None, metavar="MEMORY_MB:MAX_CONCURRENCY",
+                   help="a serverless endpoint instead of instances (memory 1024-6144 in 1 GB steps)")
+    p.add_argument("--data-capture", nargs=2, default=None, metavar=("S3_URI", "PERCENT"),
+                   help="capture requests and answers to S3 (a share of them)")
+    p.add_argument("--upload-to", default=None, help="s3://bucket/prefix for a local model directory's model.tar.gz")
+    p.add_argument("--update", action="store_true", help="move an existing endpoint of that name to this model")
+    p.add_argument("--autoscale", default=None, metavar="MIN:MAX",
+                   help="scale the instances on invocations per instance (waits for InService first)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a server setting for the container (e.g. MAGICCARDS_BACKEND=openvino:int8; repeatable)")
+    p.add_argument("--wait", action="store_true", help="follow the endpoint until it is InService")
+    p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
+    _add_aws(p)
+    p.set_defaults(func=_run_deploy)
+
+
+def _run_deploy(args) -> int:
+    from .container.endpoints import DeployPlan, deploy, parse_autoscale, parse_serverless
+
+    environment = {}
+    for text in args.env:
+        key, sep, value = text.partition("=")
+        if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}", key):
+            raise UserError(f"--env {text!r}: expected KEY=VALUE with a variable name as KEY")
+        environment[key] = value
+    capture = None
+    if args.data_capture:
+        try:
+            capture = (args.data_capture[0], int(args.data_capture[1]))
+        except ValueError:
+            raise UserError(f"--data-capture percent {args.data_capture[1]!r} is not a whole number") from None
+    plan = DeployPlan(model=args.model, endpoint=args.endpoint, role=args.role, image=args.image,
+                      instance_type=args.instance_type, instance_count=args.instance_count,
+                      serverless=parse_serverless(args.serverless) if args.serverless else None,
+                      data_capture=capture, upload_to=args.upload_to, update=args.update,
+                      autoscale=parse_autoscale(args.autoscale) if args.autoscale else None, environment=environment)
+    made = deploy(plan, _session(args), wait=args.wait, poll=args.poll)
+    print(f"endpoint: {made['endpoint']}")
+    print(f"model: {made['model']} ({made['model_data']})")
+    print(f"endpoint config: {made['config']}")
+    if made["status"] is None:
+        print(f"follow it with: magiccards endpoints; send photos with: magiccards invoke endpoint:{made['endpoint']} "
+              "PHOTO...")
+    return 0 if made["status"] in (None, "InService") else 1
+
+
+def _add_endpoints(sub) -> None:
+    p = sub.add_parser("endpoints", help="SageMaker endpoints with their status and capacity")
+    _add_aws(p)
+    p.set_defaults(func=_run_endpoints)
+
+
+def _run_endpoints(args) -> int:
+    from .container import endpoints
+
+    print(endpoints.table(endpoints.listed(_session(args))))
+    return 0
+
+
+def _add_undeploy(sub) -> None:
+    p = sub.add_parser("undeploy", help="delete an endpoint, its endpoint config and its model",
+                       description="A model that another endpoint config uses is kept (and named).")
+    p.add_argument("endpoint")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+    _add_aws(p)
+    p.set_defaults(func=_run_undeploy)
+
+
+def _run_undeploy(args) -> int:
+    from .container import endpoints
+
+    session = _session(args)
+    plan = endpoints.undeploy_plan(session, args.endpoint)
+    what = ", ".join([f"endpoint {plan['endpoint']}", f"endpoint config {plan['config']}",
+                      *(f"model {m}" for m in plan["models"])])
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"undeploy would delete {what}: pass --yes to confirm (no terminal to ask on)")
+        if input(f"delete {what}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    endpoints.undeploy(session, plan)
+    return 0
+
+
+COMMANDS = (_add_publish, _add_upload, _add_launch, _add_jobs, _add_logs, _add_stop, _add_deploy, _add_endpoints,
+            _add_undeploy)
