@@ -488,21 +488,31 @@ def _run_combine(args) -> int:
 def _add_invoke(sub) -> None:
     p = sub.add_parser("invoke", help="send images to a running endpoint; its answers drawn on them",
                        description="POSTs each image to URL/invocations (magiccards serve, docker run IMAGE serve, "
-                                   "or any server of the SageMaker contract); writes <name>.json and <name>.jpg.")
-    p.add_argument("url", help="e.g. http://127.0.0.1:8080")
+                                   "or any server of the SageMaker contract), or through SageMaker Runtime's "
+                                   "InvokeEndpoint to endpoint:NAME; writes <name>.json and <name>.jpg.")
+    p.add_argument("url", help="http://HOST:PORT of a server, or endpoint:NAME of a SageMaker endpoint")
     p.add_argument("images", nargs="+", type=Path, help="JPEG or PNG files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--wait", type=float, default=0, help="seconds to wait for /ping first (a server starting)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="detection: smallest score kept (default 0.3)")
+    p.add_argument("--profile", default=None, help="endpoint:NAME: AWS profile (default: AWS_PROFILE or the default)")
+    p.add_argument("--region", default=None, help="endpoint:NAME: AWS region (default: AWS_DEFAULT_REGION)")
     p.set_defaults(func=_run_invoke)
 
 
 def _run_invoke(args) -> int:
-    from .serve.client import check_url, invoke_files, wait_until_ready
-    check_url(args.url)
-    if args.wait:
+    from .aws import region_of, session
+    from .serve.client import invoke_files, transport, wait_until_ready
+
+    def aws_session():
+        made = session(args.profile, args.region)
+        region_of(made)
+        return made
+
+    send = transport(args.url, aws_session)
+    if args.wait and not args.url.startswith("endpoint:"):
         wait_until_ready(args.url, args.wait)
-    invoke_files(args.url, args.images, args.out, score_threshold=args.score_threshold)
+    invoke_files(send, args.images, args.out, score_threshold=args.score_threshold)
     return 0
 
 

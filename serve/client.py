@@ -1,8 +1,13 @@
-"""A client of a running endpoint (`magiccards serve`, `docker run IMAGE serve`, or any URL of the same
-contract): send images to /invocations, get the answers, draw them (`magiccards invoke`)."""
+"""A client of a running endpoint: send images, get the answers, draw them (`magiccards invoke`).
+
+Two transports, one contract (the same content types, Accept and custom attributes): a URL
+(`magiccards serve`, `docker run IMAGE serve`, any server of the SageMaker contract) gets a POST to
+/invocations; `endpoint:NAME` goes through SageMaker Runtime's InvokeEndpoint (SigV4, the standard AWS
+configuration), which hands the same request to the endpoint's container."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -25,13 +30,20 @@ class RefusedImage(UserError):
     """The endpoint refused this request (a 4xx): the next image may still be answered."""
 
 
+ENDPOINT_PREFIX = "endpoint:"
+
+
+def _attributes(score_threshold: float) -> str:
+    return f"names=true;score_threshold={score_threshold}"
+
+
 def invoke(url: str, data: bytes, content_type: str = "image/jpeg", timeout: float = 60,
            score_threshold: float = 0.0) -> dict | list:
     """POST `data` to `url`/invocations asking for class names too (and detections scoring at least
     `score_threshold`); the decoded JSON answer."""
     request = urllib.request.Request(url.rstrip("/") + "/invocations", data=data, method="POST",
                                      headers={"Content-Type": content_type, "Accept": "application/json",
-                                              "X-Amzn-SageMaker-Custom-Attributes": f"names=true;score_threshold={score_threshold}"})
+                                              "X-Amzn-SageMaker-Custom-Attributes": _attributes(score_threshold)})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -40,6 +52,54 @@ def invoke(url: str, data: bytes, content_type: str = "image/jpeg", timeout: flo
         raise error(f"{url} answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
     except (urllib.error.URLError, OSError) as e:
         raise UserError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
+
+
+class SageMakerEndpoint:
+    """`endpoint:NAME`: InvokeEndpoint of SageMaker Runtime, with the request `invoke` sends to a URL."""
+
+    def __init__(self, name: str, session):
+        from botocore.config import Config
+
+        self.name = name
+        # an invocation has 60 s at SageMaker; the SDK's own retries would resend a photo the model refused
+        self._runtime = session.client("sagemaker-runtime", config=Config(read_timeout=70, retries={"max_attempts": 3,
+                                                                                                   "mode": "standard"}))
+
+    def __call__(self, data: bytes, content_type: str, score_threshold: float) -> dict | list:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from magiccards.aws import aws_error
+
+        try:
+            answer = self._runtime.invoke_endpoint(EndpointName=self.name, Body=data, ContentType=content_type,
+                                                   Accept="application/json",
+                                                   CustomAttributes=_attributes(score_threshold))
+            body = answer["Body"].read()
+        except ClientError as e:
+            error = e.response.get("Error", {})
+            if error.get("Code") == "ModelError" and 400 <= int(e.response.get("OriginalStatusCode", 500) or 500) < 500:
+                raise RefusedImage(f"endpoint {self.name} refused it: {error.get('Message', '')[:300]}") from None
+            raise aws_error(f"invoking endpoint {self.name}", e) from None
+        except BotoCoreError as e:
+            raise aws_error(f"invoking endpoint {self.name}", e) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise UserError(f"endpoint {self.name} answered {answer.get('ContentType', 'something')} that is not the "
+                            f"JSON of the serving contract: {body[:80]!r}") from None
+
+
+def transport(target: str, session_factory=None):
+    """The sender of `invoke`'s TARGET: `endpoint:NAME` (SageMaker Runtime, a session from `session_factory`) or
+    an http(s) URL; called as send(data, content_type, score_threshold) -> the decoded answer."""
+    if target.startswith(ENDPOINT_PREFIX):
+        name = target[len(ENDPOINT_PREFIX):]
+        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+            raise UserError(f"{target}: {name!r} is not an endpoint name (`magiccards endpoints` lists them)")
+        return SageMakerEndpoint(name, session_factory())
+    check_url(target)
+    return lambda data, content_type, score_threshold: invoke(target, data, content_type,
+                                                              score_threshold=score_threshold)
 
 
 def wait_until_ready(url: str, seconds: float) -> None:
@@ -75,11 +135,12 @@ def check_url(url: str) -> None:
         raise UserError(f"{url}: no host; give http://HOST:PORT")
 
 
-def invoke_files(url: str, images: list[Path], out: Path, score_threshold: float = 0.3, log=print) -> int:
-    """Send each image to the endpoint; write `<name>.json` (the answer) and `<name>.jpg` (drawn). An image
-    that cannot be read or that the endpoint refuses is reported and skipped; the others go on. Returns how
-    many were answered; UserError when none was, or when the endpoint cannot be reached at all."""
-    check_url(url)
+def invoke_files(send, images: list[Path], out: Path, score_threshold: float = 0.3, log=print) -> int:
+    """Send each image through `send` (`transport`, or a URL); write `<name>.json` (the answer) and `<name>.jpg`
+    (drawn). An image that cannot be read or that the endpoint refuses is reported and skipped; the others go on.
+    Returns how many were answered; UserError when none was, or when the endpoint cannot be reached at all."""
+    if isinstance(send, str):
+        send = transport(send)
     with writing(f"the output folder {out}"):
         out.mkdir(parents=True, exist_ok=True)
     stems, notes = output_names(images)
@@ -90,8 +151,7 @@ def invoke_files(url: str, images: list[Path], out: Path, score_threshold: float
         try:
             data = Path(path).read_bytes()
             pixels = decode_image(data)
-            answer = invoke(url, data, CONTENT_TYPES.get(Path(path).suffix.lower(), "image/jpeg"),
-                            score_threshold=score_threshold)
+            answer = send(data, CONTENT_TYPES.get(Path(path).suffix.lower(), "image/jpeg"), score_threshold)
         except (OSError, ImageError, RefusedImage) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             log(f"skipped {path}: {reason}")
