@@ -231,18 +231,27 @@ def deploy(plan: DeployPlan, session, wait: bool = False, poll: float = 30.0, lo
         validate_request("sagemaker", operation, request)
     model_name = made["CreateModel"]["ModelName"]
     config_name = made["CreateEndpointConfig"]["EndpointConfigName"]
-    with calling(f"creating model {model_name}"):
-        sagemaker.create_model(**made["CreateModel"])
-    with calling(f"creating endpoint config {config_name}"):
-        sagemaker.create_endpoint_config(**made["CreateEndpointConfig"])
+    created = []
+    try:
+        with calling(f"creating model {model_name}"):
+            sagemaker.create_model(**made["CreateModel"])
+        created.append(("delete_model", {"ModelName": model_name}))
+        with calling(f"creating endpoint config {config_name}"):
+            sagemaker.create_endpoint_config(**made["CreateEndpointConfig"])
+        created.append(("delete_endpoint_config", {"EndpointConfigName": config_name}))
+        if existing:
+            with calling(f"updating endpoint {plan.endpoint}"):
+                sagemaker.update_endpoint(EndpointName=plan.endpoint, EndpointConfigName=config_name)
+        else:
+            with calling(f"creating endpoint {plan.endpoint}"):
+                sagemaker.create_endpoint(**made["CreateEndpoint"])
+    except BaseException:  # an error or Ctrl-C half way: nothing of this run is left behind to list or pay for
+        _remove(sagemaker, created, log)
+        raise
     if existing:
-        with calling(f"updating endpoint {plan.endpoint}"):
-            sagemaker.update_endpoint(EndpointName=plan.endpoint, EndpointConfigName=config_name)
         log(f"updating endpoint {plan.endpoint} to {config_name} (the old config keeps serving until the new one "
             "is InService)")
     else:
-        with calling(f"creating endpoint {plan.endpoint}"):
-            sagemaker.create_endpoint(**made["CreateEndpoint"])
         log(f"creating endpoint {plan.endpoint} ({_capacity(plan)}) from {model_data}")
     status = None
     if wait or plan.autoscale:
@@ -251,6 +260,16 @@ def deploy(plan: DeployPlan, session, wait: bool = False, poll: float = 30.0, lo
             autoscale(session, plan.endpoint, *plan.autoscale, log=log)
     return {"endpoint": plan.endpoint, "model": model_name, "config": config_name, "status": status,
             "model_data": model_data, "image": image}
+
+
+def _remove(sagemaker, created: list[tuple[str, dict]], log) -> None:
+    """Delete, newest first, what a deploy that did not finish had created."""
+    for operation, name in reversed(created):
+        try:
+            getattr(sagemaker, operation)(**name)
+            log(f"removed {next(iter(name.values()))}: the deploy did not finish")
+        except Exception as e:  # noqa: BLE001 - reported: the user deletes it by hand
+            log(f"could not remove {next(iter(name.values()))} ({type(e).__name__}); delete it by hand")
 
 
 def _capacity(plan: DeployPlan) -> str:

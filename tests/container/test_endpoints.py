@@ -189,3 +189,27 @@ def test_a_failed_endpoint_prints_its_reason(account, monkeypatch, reason):  # n
         stand_in.close()
     assert done.returncode == 1 and f"endpoint cards-bad failed: {reason}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_deploy_that_fails_half_way_leaves_nothing_behind(account, monkeypatch):  # noqa: F811
+    """CreateEndpoint refused (a quota, here answered by a SageMaker stand-in): the model and config this run
+    created are deleted again, and the error is one line."""
+    model = _model_in_s3()
+    stand_in = JsonServiceStandIn({
+        "DescribeEndpoint": (400, {"__type": "ValidationException", "message": "Could not find endpoint \"x\"."}),
+        "CreateModel": (200, {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"}),
+        "CreateEndpointConfig": (200, {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c"}),
+        "CreateEndpoint": (400, {"__type": "ResourceLimitExceeded",
+                                 "message": "The account-level service limit 'ml.m5.large for endpoint usage' is 0"}),
+        "DeleteEndpointConfig": (200, {}), "DeleteModel": (200, {}),
+    })
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", stand_in.endpoint)
+        done = run_cli("deploy", model, "--endpoint", "cards-quota", "--role", ROLE)
+    finally:
+        stand_in.close()
+    assert done.returncode == 1 and "ResourceLimitExceeded" in done.stderr and "Traceback" not in done.stderr
+    calls = dict(stand_in.calls)
+    assert [op for op, _ in stand_in.calls][-2:] == ["DeleteEndpointConfig", "DeleteModel"]
+    assert calls["DeleteModel"] == {"ModelName": calls["CreateModel"]["ModelName"]}
+    assert calls["DeleteEndpointConfig"] == {"EndpointConfigName": calls["CreateEndpointConfig"]["EndpointConfigName"]}
