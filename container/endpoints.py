@@ -114,12 +114,20 @@ def check_offline(plan: DeployPlan) -> None:
             raise UserError(f"--data-capture percent {percent}: from 0 to 100")
 
 
+def model_request(name: str, image: str, model_data: str, role: str, environment: dict[str, str],
+                  tags: dict[str, str]) -> dict:
+    """The CreateModel request of our image serving `model_data` (the server's settings, then `environment`)."""
+    return {"ModelName": name, "ExecutionRoleArn": role,
+            "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data,
+                                 "Environment": {**SERVER_SETTINGS, **environment}},
+            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
 def requests(plan: DeployPlan, model_data: str, image: str, role: str, stamp: str) -> dict[str, dict]:
     """The CreateModel, CreateEndpointConfig and CreateEndpoint requests (no AWS call)."""
     suffix = f"-{stamp}"
     base = plan.endpoint[:63 - len(suffix)].rstrip("-")
     model_name = config_name = f"{base}{suffix}"
-    environment = {**SERVER_SETTINGS, **plan.environment}
     variant = {"VariantName": VARIANT, "ModelName": model_name}
     if plan.serverless:
         variant["ServerlessConfig"] = {"MemorySizeInMB": plan.serverless[0], "MaxConcurrency": plan.serverless[1]}
@@ -133,9 +141,8 @@ def requests(plan: DeployPlan, model_data: str, image: str, role: str, stamp: st
                                        "DestinationS3Uri": plan.data_capture[0],
                                        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}
     return {
-        "CreateModel": {"ModelName": model_name, "ExecutionRoleArn": role,
-                        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data, "Environment": environment},
-                        "Tags": [{"Key": "magiccards:endpoint", "Value": plan.endpoint}]},
+        "CreateModel": model_request(model_name, image, model_data, role, plan.environment,
+                                     {"magiccards:endpoint": plan.endpoint}),
         "CreateEndpointConfig": config,
         "CreateEndpoint": {"EndpointName": plan.endpoint, "EndpointConfigName": config_name,
                            "Tags": [{"Key": "magiccards:endpoint", "Value": plan.endpoint}]},
@@ -154,8 +161,10 @@ def _describe(sagemaker, operation: str, **name) -> dict | None:
         raise
 
 
-def _artifact(plan: DeployPlan, session, log) -> tuple[str, str | None]:
-    """(the model's S3 URI, the training job's image or None)."""
+def model_artifact(model: str, upload_to: str | None, folder: str, session, log=print) -> tuple[str, str | None]:
+    """(the S3 URI of MODEL's model.tar.gz, the training job's image or None). MODEL is a training job name, an
+    s3:// URI, or a local model directory (packed and uploaded to `upload_to`/`folder`/model.tar.gz)."""
+    plan = DeployPlan(model=model, endpoint=folder, role="", upload_to=upload_to)
     if plan.model.startswith("s3://"):
         uri = S3Uri.parse(plan.model, "MODEL")
         s3 = session.client("s3")
@@ -220,7 +229,7 @@ def deploy(plan: DeployPlan, session, wait: bool = False, poll: float = 30.0, lo
                         "move it to this model (blue/green), or choose another --endpoint")
     if plan.update and not existing:
         raise UserError(f"--update: there is no endpoint {plan.endpoint} to update (leave --update out to create it)")
-    model_data, job_image = _artifact(plan, session, log)
+    model_data, job_image = model_artifact(plan.model, plan.upload_to, plan.endpoint, session, log)
     with calling("reading the account id (sts:GetCallerIdentity)"):
         account = session.client("sts").get_caller_identity()["Account"]
     image = plan.image or job_image or ecr_image_uri(account, region, "magiccards", "cpu")

@@ -1,5 +1,5 @@
-"""The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop, deploy, endpoints, undeploy
-(container/ does the work)."""
+"""The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop, deploy, endpoints, undeploy,
+transform, transform-results (container/ does the work)."""
 from __future__ import annotations
 
 import argparse
@@ -303,5 +303,60 @@ def _run_undeploy(args) -> int:
     return 0
 
 
+def _add_transform(sub) -> None:
+    p = sub.add_parser("transform", help="a SageMaker batch transform job over a prefix of photos or .rec files",
+                       description="MODEL is a training job name, an s3:// URI of a model.tar.gz, or a local model "
+                                   "directory (uploaded to --upload-to). Photos are sent whole; .rec files are cut at "
+                                   "record boundaries. `transform-results JOB --out DIR` draws the answers.")
+    p.add_argument("model", help="training job name, s3://.../model.tar.gz, or a model directory")
+    p.add_argument("input", help="s3://bucket/prefix/ holding only JPEG/PNG photos or only .rec files")
+    p.add_argument("output", help="s3://bucket/prefix/ for the answers (<input>.out)")
+    p.add_argument("--role", required=True, help="SageMaker execution role: name or ARN")
+    p.add_argument("--image", default=None)
+    p.add_argument("--name", default=None, help="job name (default magiccards-transform-TIME)")
+    p.add_argument("--instance-type", default="ml.m5.large")
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--upload-to", default=None, help="s3://bucket/prefix for a local model directory's model.tar.gz")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="requests per instance at once (default: the container's /execution-parameters answer)")
+    p.add_argument("--max-payload-mb", type=int, default=None,
+                   help="largest request in MB (default: the container's /execution-parameters answer)")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
+    _add_aws(p)
+    p.set_defaults(func=_run_transform)
+
+
+def _run_transform(args) -> int:
+    from .container.transform import TransformPlan, transform
+
+    plan = TransformPlan(model=args.model, input=args.input, output=args.output, role=args.role, image=args.image,
+                         name=args.name, instance_type=args.instance_type, instance_count=args.instance_count,
+                         upload_to=args.upload_to, max_concurrent=args.max_concurrent,
+                         max_payload_mb=args.max_payload_mb)
+    made = transform(plan, _session(args), wait=args.wait, poll=args.poll)
+    print(f"transform job: {made['name']}")
+    if made["status"] is None:
+        print(f"when it is Completed: magiccards transform-results {made['name']} --out DIR")
+    return 0 if made["status"] in (None, "Completed") else 1
+
+
+def _add_transform_results(sub) -> None:
+    p = sub.add_parser("transform-results", help="a finished transform job's answers, drawn on its inputs",
+                       description="Writes <input>.json and <input>.jpg for each photo (each record of a .rec: "
+                                   "<rec>-NNNNN.json/.jpg), as `predict` does.")
+    p.add_argument("job", help="the transform job's name")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+    _add_aws(p)
+    p.set_defaults(func=_run_transform_results)
+
+
+def _run_transform_results(args) -> int:
+    from .container.transform import results
+
+    return 0 if results(_session(args), args.job, args.out, progress=not args.no_progress) else 1
+
+
 COMMANDS = (_add_publish, _add_upload, _add_launch, _add_jobs, _add_logs, _add_stop, _add_deploy, _add_endpoints,
-            _add_undeploy)
+            _add_undeploy, _add_transform, _add_transform_results)

@@ -161,7 +161,7 @@ def _classification(result: Classification, opts: Options, classes: list[str], a
 
 def _detection(found: list, opts: Options):
     answer = {"prediction": [d.as_row() for d in found]}
-    if opts.names:
+    if opts.names or opts.verbose:  # the verbose answer names what it found, as a classifier's does
         answer["names"] = [d.name for d in found]
     return answer
 
