@@ -1,5 +1,5 @@
 """The cloud commands of the CLI: publish, upload, launch, jobs, logs, stop, deploy, endpoints, undeploy,
-transform, transform-results (container/ does the work)."""
+transform, transform-results, tune (container/ does the work)."""
 from __future__ import annotations
 
 import argparse
@@ -358,5 +358,50 @@ def _run_transform_results(args) -> int:
     return 0 if results(_session(args), args.job, args.out, progress=not args.no_progress) else 1
 
 
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="a SageMaker hyperparameter tuning job over the job `launch` would start",
+                       description="Every other --key value is a fixed hyperparameter, as for launch; each --range is "
+                                   "tuned. The request is checked offline and against the account before it is sent.")
+    p.add_argument("data", help="s3://bucket/prefix given to `magiccards upload`")
+    p.add_argument("--role", required=True, help="SageMaker execution role: name or ARN")
+    p.add_argument("--objective", required=True, help="validation:accuracy (classification) or validation:mAP "
+                                                      "(detection), maximised")
+    p.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH[:log] | NAME=A,B",
+                   help="a tuned hyperparameter (repeatable)")
+    p.add_argument("--max-jobs", type=int, default=10)
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--strategy", choices=("Bayesian", "Random", "Hyperband"), default="Bayesian",
+                   type=lambda text: text[:1].upper() + text[1:].lower())
+    p.add_argument("--warm-start", default=None, metavar="TUNING_JOB", help="start from an earlier tuning job's results")
+    p.add_argument("--name", default=None, help="tuning job name, at most 32 characters (default mc-tune-TIME)")
+    p.add_argument("--image", default=None)
+    p.add_argument("--input-mode", choices=("File", "Pipe"), default="File")
+    p.add_argument("--instance-type", default="ml.m5.xlarge")
+    p.add_argument("--max-runtime", default="24h", help="per training job")
+    p.add_argument("--output", default=None)
+    p.add_argument("--wait", action="store_true", help="print each training job as it ends, then the best")
+    p.add_argument("--poll", type=float, default=60.0, help=argparse.SUPPRESS)
+    _add_aws(p)
+    p.set_defaults(func=_run_tune, accepts_hyperparameters=True, own_parser=p)
+
+
+def _run_tune(args) -> int:
+    from .aws import S3Uri
+    from .container.launch import JobPlan, channels_of_upload
+    from .container.tune import Range, TunePlan, tune
+
+    channels = channels_of_upload(args.data)
+    output = args.output or f"s3://{S3Uri.parse(channels[0].uri, 'data').bucket}/output"
+    job = JobPlan(channels=channels, role=args.role, hyperparameters=args.hyperparameters, output=output,
+                  image=args.image, task=args.hyperparameters.get("task"), input_mode=args.input_mode,
+                  instance_type=args.instance_type, max_runtime=_seconds(args.max_runtime))
+    plan = TunePlan(job=job, objective=args.objective, ranges=[Range.parse(r) for r in args.range],
+                    max_jobs=args.max_jobs, parallel=args.parallel, strategy=args.strategy, name=args.name,
+                    warm_start=args.warm_start)
+    made = tune(plan, _session(args), wait=args.wait, poll=args.poll)
+    print(f"tuning job: {made['name']}")
+    return 0 if made["status"] in (None, "Completed") else 1
+
+
 COMMANDS = (_add_publish, _add_upload, _add_launch, _add_jobs, _add_logs, _add_stop, _add_deploy, _add_endpoints,
-            _add_undeploy, _add_transform, _add_transform_results)
+            _add_undeploy, _add_transform, _add_transform_results, _add_tune)
