@@ -213,3 +213,18 @@ def test_a_deploy_that_fails_half_way_leaves_nothing_behind(account, monkeypatch
     assert [op for op, _ in stand_in.calls][-2:] == ["DeleteEndpointConfig", "DeleteModel"]
     assert calls["DeleteModel"] == {"ModelName": calls["CreateModel"]["ModelName"]}
     assert calls["DeleteEndpointConfig"] == {"EndpointConfigName": calls["CreateEndpointConfig"]["EndpointConfigName"]}
+
+
+def test_throttling_is_retried_with_backoff_then_one_line(aws, monkeypatch):
+    """SageMaker throttling every call (a stand-in: moto never throttles): botocore's standard retries back off and
+    try again, as many times as the standard configuration says (AWS_MAX_ATTEMPTS), then one line."""
+    stand_in = JsonServiceStandIn({"*": (400, {"__type": "ThrottlingException", "message": "Rate exceeded"})})
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", stand_in.endpoint)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+        done = run_cli("endpoints")
+    finally:
+        stand_in.close()
+    assert done.returncode == 1 and "ThrottlingException: Rate exceeded" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert [op for op, _ in stand_in.calls] == ["ListEndpoints"] * 3
