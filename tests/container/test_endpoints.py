@@ -228,3 +228,21 @@ def test_throttling_is_retried_with_backoff_then_one_line(aws, monkeypatch):
     assert done.returncode == 1 and "ThrottlingException: Rate exceeded" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert [op for op, _ in stand_in.calls] == ["ListEndpoints"] * 3
+
+
+def test_access_denied_is_one_line_for_every_hosting_verb(account, monkeypatch):  # noqa: F811
+    """SageMaker refusing a missing permission (a stand-in: moto allows everything)."""
+    stand_in = JsonServiceStandIn({"*": (400, {"__type": "AccessDeniedException", "message": "User: arn:aws:iam::"
+                                               "123456789012:user/ci is not authorized to perform: sagemaker:X"})})
+    model = _model_in_s3()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", stand_in.endpoint)
+        for args in (("deploy", model, "--endpoint", "cards-x", "--role", ROLE), ("endpoints",),
+                     ("undeploy", "cards-x", "--yes"), ("transform-results", "cards-x", "--out", "/tmp/never"),
+                     ("tune", account, "--role", ROLE, "--objective", "validation:accuracy", "--range",
+                      "learning_rate=0.001:0.01")):
+            done = run_cli(*args)
+            assert done.returncode == 1 and "access denied" in done.stderr, (args, done.stderr)
+            assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    finally:
+        stand_in.close()
