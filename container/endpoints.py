@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from magiccards.aws import S3Uri, calling, region_of, validate_request
-from magiccards.errors import AwsConfigError, UserError
+from magiccards.aws import S3Uri, calling, follow_status, region_of, validate_request
+from magiccards.errors import UserError
 
 from .launch import check_image, role_arn
 from .publish import ecr_image_uri
@@ -289,19 +289,8 @@ def _capacity(plan: DeployPlan) -> str:
 
 def wait_for(sagemaker, endpoint: str, poll: float = 30.0, log=print) -> str:
     """Follow the endpoint's status until it settles; a Failed endpoint raises with its FailureReason."""
-    last = None
-    while True:
-        with calling(f"describing endpoint {endpoint}"):
-            answer = sagemaker.describe_endpoint(EndpointName=endpoint)
-        status = answer["EndpointStatus"]
-        if status != last:
-            log(f"{endpoint}: {status}")
-            last = status
-        if status == "Failed":
-            raise AwsConfigError(f"endpoint {endpoint} failed: {answer.get('FailureReason', 'no reason given')}")
-        if status in TERMINAL:
-            return status
-        time.sleep(poll)
+    return follow_status(lambda: sagemaker.describe_endpoint(EndpointName=endpoint), f"endpoint {endpoint}",
+                         "EndpointStatus", TERMINAL, poll, log)
 
 
 def autoscale(session, endpoint: str, low: int, high: int, log=print) -> None:

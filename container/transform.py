@@ -22,11 +22,11 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
-from magiccards.aws import S3Uri, bucket_region, calling, region_of, validate_request
-from magiccards.errors import AwsConfigError, DataError, UserError
+from magiccards.aws import S3Uri, bucket_region, calling, follow_status, region_of, validate_request
+from magiccards.errors import DataError, UserError
 
 from .endpoints import model_artifact, model_request
-from .launch import IMAGE_SUFFIXES, check_image, role_arn
+from .launch import check_image, role_arn
 from .publish import ecr_image_uri
 
 ACCEPT = "application/json; verbose=true"
@@ -168,19 +168,8 @@ def transform(plan: TransformPlan, session, wait: bool = False, poll: float = 30
 
 def wait_for(sagemaker, name: str, poll: float = 30.0, log=print) -> str:
     """Follow the job until it ends; a Failed job raises with its FailureReason."""
-    last = None
-    while True:
-        with calling(f"describing transform job {name}"):
-            job = sagemaker.describe_transform_job(TransformJobName=name)
-        status = job["TransformJobStatus"]
-        if status != last:
-            log(f"{name}: {status}")
-            last = status
-        if status == "Failed":
-            raise AwsConfigError(f"transform job {name} failed: {job.get('FailureReason', 'no reason given')}")
-        if status in TERMINAL:
-            return status
-        time.sleep(poll)
+    return follow_status(lambda: sagemaker.describe_transform_job(TransformJobName=name), f"transform job {name}",
+                         "TransformJobStatus", TERMINAL, poll, log)
 
 
 def answers_of(body: bytes) -> list:

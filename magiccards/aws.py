@@ -201,3 +201,23 @@ def _walk(shape, value, path: str, problems: list[str]) -> None:
     elif shape.type_name in ("integer", "long") and isinstance(value, int):
         if "max" in meta and value > meta["max"]:
             problems.append(f"{path}={value} is above the maximum {meta['max']}")
+
+
+def follow_status(describe, what: str, status_key: str, terminal: tuple[str, ...], poll: float, log=print) -> str:
+    """Poll `describe()` (a Describe* call) until its `status_key` is one of `terminal`, logging each change;
+    a Failed resource raises with its FailureReason. Returns the final status."""
+    import time
+
+    last = None
+    while True:
+        with calling(f"describing {what}"):
+            answer = describe()
+        status = answer[status_key]
+        if status != last:
+            log(f"{what.split()[-1]}: {status}")
+            last = status
+        if status == "Failed":
+            raise AwsConfigError(f"{what} failed: {answer.get('FailureReason', 'no reason given')}")
+        if status in terminal:
+            return status
+        time.sleep(poll)
