@@ -187,9 +187,22 @@ def answers_of(body: bytes) -> list:
             else [document]
 
 
+def job_writing_to(sagemaker, output: str) -> str:
+    """The newest transform job whose answers go to `output` (s3://bucket/prefix/)."""
+    wanted = str(S3Uri.parse(output, "output")).rstrip("/")
+    with calling("listing transform jobs"):
+        for page in sagemaker.get_paginator("list_transform_jobs").paginate(SortBy="CreationTime",
+                                                                           SortOrder="Descending"):
+            for summary in page.get("TransformJobSummaries", []):
+                job = sagemaker.describe_transform_job(TransformJobName=summary["TransformJobName"])
+                if job["TransformOutput"]["S3OutputPath"].rstrip("/") == wanted:
+                    return job["TransformJobName"]
+    raise UserError(f"no transform job writes to {output} (`magiccards transform` prints each job's name)")
+
+
 def results(session, name: str, out: Path, progress: bool = True, log=print) -> int:
-    """Download a finished transform job's answers and write `<input>.json` and `<input>.jpg` (drawn) per input
-    photo or record; returns how many were written."""
+    """Download a finished transform job's answers (the job by name, or the newest writing to an s3:// output) and
+    write `<input>.json` and `<input>.jpg` (drawn) per input photo or record; returns how many were written."""
     import numpy as np
     from tqdm import tqdm
 
@@ -200,6 +213,8 @@ def results(session, name: str, out: Path, progress: bool = True, log=print) -> 
     from magiccards.serve.predict_files import annotate
 
     sagemaker, s3 = session.client("sagemaker"), session.client("s3")
+    if name.startswith("s3://"):
+        name = job_writing_to(sagemaker, name)
     with calling(f"describing transform job {name}"):
         job = sagemaker.describe_transform_job(TransformJobName=name)
     if job["TransformJobStatus"] != "Completed":

@@ -345,7 +345,7 @@ def _add_transform_results(sub) -> None:
     p = sub.add_parser("transform-results", help="a finished transform job's answers, drawn on its inputs",
                        description="Writes <input>.json and <input>.jpg for each photo (each record of a .rec: "
                                    "<rec>-NNNNN.json/.jpg), as `predict` does.")
-    p.add_argument("job", help="the transform job's name")
+    p.add_argument("job", help="the transform job's name, or the s3:// output it wrote to")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true")
     _add_aws(p)

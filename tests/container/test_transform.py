@@ -88,7 +88,7 @@ def test_photos_and_records_are_transformed_and_their_answers_drawn(account, det
     answer = json.loads((tmp_path / "photos" / "table__scene-0.json").read_text())
     assert "prediction" in answer and len(answer["names"]) == len(answer["prediction"])  # named: verbose
     assert (tmp_path / "photos" / "table__scene-0.jpg").stat().st_size > 1000
-    drawn = run_cli("transform-results", "cards-recs-1", "--out", tmp_path / "recs", "--no-progress")
+    drawn = run_cli("transform-results", f"s3://{BUCKET}/recs-out/", "--out", tmp_path / "recs", "--no-progress")
     assert drawn.returncode == 0, drawn.stderr
     assert sorted(p.name for p in (tmp_path / "recs").glob("*.jpg")) == [f"batch-{k:05d}.jpg" for k in range(5)]
     assert "wrote 5 answer(s)" in drawn.stdout
@@ -128,3 +128,5 @@ def test_each_transform_mistake_is_one_line_before_any_money_is_spent(account, t
     assert nowhere.returncode == 1 and "no-such-output-bucket does not exist" in nowhere.stderr
     none = run_cli("transform-results", "cards-none-1", "--out", tmp_path / "none")
     assert none.returncode == 1 and "cards-none-1" in none.stderr and "Traceback" not in none.stderr
+    nobody = run_cli("transform-results", f"s3://{BUCKET}/nobody-writes-here/", "--out", tmp_path / "none")
+    assert nobody.returncode == 1 and "no transform job writes to" in nobody.stderr
