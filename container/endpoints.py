@@ -20,14 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from magiccards.aws import S3Uri, calling, follow_status, region_of, validate_request
+from magiccards.aws import SAGEMAKER_NAME, S3Uri, calling, follow_status, region_of, validate_request
 from magiccards.errors import UserError
 
 from .launch import check_image, role_arn
 from .publish import ecr_image_uri
 
 VARIANT = "AllTraffic"
-NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's EndpointName / ModelName pattern
 SERVERLESS_MEMORY = range(1024, 6144 + 1, 1024)
 TERMINAL = ("InService", "Failed", "OutOfService")
 SCALABLE = "sagemaker:variant:DesiredInstanceCount"
@@ -71,7 +70,7 @@ def parse_autoscale(text: str) -> tuple[int, int]:
 
 
 def check_name(name: str, what: str = "endpoint") -> None:
-    if not NAME.match(name or ""):
+    if not SAGEMAKER_NAME.match(name or ""):
         raise UserError(f"{name!r} is not a valid {what} name (1 to 63 letters, digits and hyphens, starting with a "
                         "letter or digit)")
 
@@ -164,37 +163,36 @@ def _describe(sagemaker, operation: str, **name) -> dict | None:
 def model_artifact(model: str, upload_to: str | None, folder: str, session, log=print) -> tuple[str, str | None]:
     """(the S3 URI of MODEL's model.tar.gz, the training job's image or None). MODEL is a training job name, an
     s3:// URI, or a local model directory (packed and uploaded to `upload_to`/`folder`/model.tar.gz)."""
-    plan = DeployPlan(model=model, endpoint=folder, role="", upload_to=upload_to)
-    if plan.model.startswith("s3://"):
-        uri = S3Uri.parse(plan.model, "MODEL")
+    if model.startswith("s3://"):
+        uri = S3Uri.parse(model, "MODEL")
         s3 = session.client("s3")
-        with calling(f"looking up {plan.model}"):
+        with calling(f"looking up {model}"):
             try:
                 s3.head_object(Bucket=uri.bucket, Key=uri.key)
             except s3.exceptions.ClientError as e:
                 if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-                    raise UserError(f"{plan.model} does not exist (a training job's output is "
+                    raise UserError(f"{model} does not exist (a training job's output is "
                                     "s3://BUCKET/output/JOB/output/model.tar.gz)") from None
                 raise
-        return plan.model, None
-    local = Path(plan.model)
+        return model, None
+    local = Path(model)
     if local.exists():
-        return _upload_model(local, plan, session, log), None
+        return _upload_model(local, upload_to, folder, session, log), None
     from .jobs import check_job_name, describe
 
-    if "/" in plan.model or not re.match(r"^[a-zA-Z0-9-]+$", plan.model):
-        raise UserError(f"MODEL {plan.model!r} is neither a model directory, an s3:// URI nor a training job name")
-    check_job_name(plan.model)
-    job = describe(session.client("sagemaker"), plan.model)
+    if "/" in model or not re.match(r"^[a-zA-Z0-9-]+$", model):
+        raise UserError(f"MODEL {model!r} is neither a model directory, an s3:// URI nor a training job name")
+    check_job_name(model)
+    job = describe(session.client("sagemaker"), model)
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     if job.get("TrainingJobStatus") != "Completed" or not artifact:
-        raise UserError(f"training job {plan.model} is {job.get('TrainingJobStatus', 'unknown')}: only a Completed "
+        raise UserError(f"training job {model} is {job.get('TrainingJobStatus', 'unknown')}: only a Completed "
                         "job has a model to deploy")
     return artifact, job.get("AlgorithmSpecification", {}).get("TrainingImage")
 
 
-def _upload_model(folder: Path, plan: DeployPlan, session, log) -> str:
-    """Pack a local model directory as model.tar.gz and upload it under --upload-to."""
+def _upload_model(folder: Path, upload_to: str | None, name: str, session, log) -> str:
+    """Pack a local model directory as model.tar.gz and upload it to `upload_to`/`name`/model.tar.gz."""
     from magiccards.model_dir import open_model
 
     from .job import tar_folder
@@ -203,9 +201,9 @@ def _upload_model(folder: Path, plan: DeployPlan, session, log) -> str:
     if folder.is_file():
         raise UserError(f"{folder}: pass the model directory (deploy packs it), or an s3:// URI of its model.tar.gz")
     open_model(folder)  # refuses what is not a model directory, with its reason
-    if not plan.upload_to:
+    if not upload_to:
         raise UserError(f"{folder} is a local model: pass --upload-to s3://BUCKET/PREFIX for its model.tar.gz")
-    target = S3Uri.parse(plan.upload_to.rstrip("/"), "--upload-to").join(plan.endpoint, "model.tar.gz")
+    target = S3Uri.parse(upload_to.rstrip("/"), "--upload-to").join(name, "model.tar.gz")
     with tempfile.TemporaryDirectory(prefix="magiccards-deploy-") as scratch:
         archive = tar_folder(folder, Path(scratch) / "model.tar.gz")
         sent = put_file(archive, target, session, progress=False, log=log)

@@ -5,17 +5,16 @@ SageMaker writes a job's log to the group /aws/sagemaker/TrainingJobs, one strea
 """
 from __future__ import annotations
 
-import re
 import time
 
-from magiccards.aws import aws_error, calling
+from magiccards.aws import SAGEMAKER_NAME, aws_error, calling
 from magiccards.errors import TrainingFailed, UserError
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName pattern
+JOB_NAME = SAGEMAKER_NAME
 
 
 def check_job_name(name: str) -> None:

@@ -7,7 +7,6 @@ configuration), which hands the same request to the endpoint's container."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -61,7 +60,8 @@ class SageMakerEndpoint:
         from botocore.config import Config
 
         self.name = name
-        # an invocation has 60 s at SageMaker; the SDK's own retries would resend a photo the model refused
+        # an invocation has 60 s at SageMaker; standard retries resend on throttling and 5xx, never on the
+        # container's own answer (a ModelError)
         self._runtime = session.client("sagemaker-runtime", config=Config(read_timeout=70, retries={"max_attempts": 3,
                                                                                                    "mode": "standard"}))
 
@@ -94,7 +94,9 @@ def transport(target: str, session_factory=None):
     an http(s) URL; called as send(data, content_type, score_threshold) -> the decoded answer."""
     if target.startswith(ENDPOINT_PREFIX):
         name = target[len(ENDPOINT_PREFIX):]
-        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+        from magiccards.aws import SAGEMAKER_NAME
+
+        if not SAGEMAKER_NAME.match(name):
             raise UserError(f"{target}: {name!r} is not an endpoint name (`magiccards endpoints` lists them)")
         return SageMakerEndpoint(name, session_factory())
     check_url(target)
