@@ -9,10 +9,12 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG VARIANT=cpu
 
-FROM ${BASE_IMAGE} AS build
-# `magiccards image` removes what earlier builds left behind by this label (see container/image.py)
+FROM ${BASE_IMAGE} AS deps
+# `magiccards image` removes what earlier builds left behind by these labels (see container/image.py); the newest
+# build stage of each variant stays, and with it (its parent) this stage: the next build's cache
 LABEL magiccards.stage=build
 ARG VARIANT=cpu
+LABEL magiccards.variant=${VARIANT}
 ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 # sagemaker-training builds a small C extension: gcc and the Python headers, in this stage only
 RUN apt-get update \
@@ -21,18 +23,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-COPY pyproject.toml README.md /src/
-COPY magiccards /src/magiccards
-COPY data /src/data
-COPY train /src/train
-COPY serve /src/serve
-COPY deeplens /src/deeplens
-# (container/weights/ is copied into the final stage only, so baking weights in keeps the install cached)
-COPY container/*.py container/*.sh container/*.txt /src/container/
+# The dependencies alone, from pyproject.toml (the packages' folders empty): a change of the project's own code
+# leaves this layer cached and rebuilds in seconds.
 # gluoncv pulls opencv-python, which needs libGL; the headless build (a declared dependency) is kept instead.
 # VARIANT=gpu swaps the CPU MXNet for mxnet-cu112 and the NVIDIA libraries it links (no headers, and not
 # libcusolverMg, 179 MB that nothing loads).
-RUN pip install /src \
+COPY pyproject.toml README.md /src/
+COPY container/requirements-gpu.txt /src/container/
+RUN for room in magiccards data data/formats train serve deeplens container; do \
+      mkdir -p "/src/$room" && touch "/src/$room/__init__.py"; done \
+ && pip install /src && pip uninstall -y deeplens-magiccards && rm -rf /src/build /src/*.egg-info \
  && headless="$(pip freeze | grep '^opencv-python-headless==')" \
  && pip uninstall -y opencv-python && pip install --force-reinstall --no-deps "${headless}" \
  && if [ "${VARIANT}" = gpu ]; then \
@@ -42,13 +42,28 @@ RUN pip install /src \
     elif [ "${VARIANT}" != cpu ]; then echo "VARIANT is cpu or gpu, not ${VARIANT}" >&2; exit 1; fi \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
+FROM deps AS build
+# the project itself, as a wheel (installed into the final stage without its dependencies: they are there)
+COPY pyproject.toml README.md /src/
+COPY magiccards /src/magiccards
+COPY data /src/data
+COPY train /src/train
+COPY serve /src/serve
+COPY deeplens /src/deeplens
+# (container/weights/ is copied into the final stage only, so baking weights in keeps the build cached)
+COPY container/*.py container/*.sh container/*.txt /src/container/
+RUN pip wheel --no-deps -w /wheels /src
+
 FROM ${BASE_IMAGE} AS runtime
 LABEL magiccards.stage=final
 # MXNet's wheel links OpenMP from the system
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 libquadmath0 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-deps --no-index --no-cache-dir --disable-pip-version-check /tmp/wheels/*.whl && rm -rf /tmp/wheels \
+ && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 # OpenVINO's usage telemetry off for whoever runs OpenVINO's tools in the image (its documented consent file)
 RUN /opt/venv/bin/python -m magiccards.telemetry
 # the GPU variant's NVIDIA libraries are found by the loader (ldconfig), for every process of the image

@@ -11,6 +11,9 @@ GPU_IMAGE ?= magiccards:gpu
 DEMO := demo-output
 DEMO_PORT ?= 8765
 BENCH := bench-output
+# two pytest-xdist workers: one runs the Docker tests in turn, both share the rest, module by module (tests/conftest.py)
+TEST_WORKERS ?= 2
+TEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
 # pip on these machines warns about every configured local index it does not find; keep the log readable
 QUIET_PIP := sed "/^WARNING: Location/d"
 DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_shape 3,64,64 --epochs 8 \
@@ -54,10 +57,10 @@ $(MO_VENV)/.installed:
 	touch $@
 
 test: install base-image image image-gpu $(SDK_VENV)/.installed $(MO_VENV)/.installed
-	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q --durations=10
+	MAGICCARDS_SDK_PYTHON=$(SDK_VENV)/bin/python $(BIN)/pytest -q $(TEST_PARALLEL) --durations=10
 
 test-fast: install  ## the tests that need no Docker engine
-	$(BIN)/pytest -q -m "not docker"
+	$(BIN)/pytest -q $(TEST_PARALLEL) -m "not docker"
 
 demo: install
 	rm -rf $(DEMO)

@@ -20,9 +20,9 @@ BLOCK = 4 << 20
 KEEP = 512  # files remembered; the oldest are forgotten first
 
 
-def cache_file() -> Path:
+def cache_file(name: str = "sha256.json") -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "magiccards" / "sha256.json"
+    return Path(root) / "magiccards" / name
 
 
 def identity(path: Path) -> list[int]:
@@ -48,21 +48,39 @@ def remembered(path: Path) -> str | None:
     return None
 
 
-def remember(path: Path, before: list[int], sha: str) -> None:
-    """Remember `sha`, computed from the file as it was when its identity was `before`, unless it was
-    written to since (then nothing is remembered)."""
-    path = Path(path).resolve()
-    if identity(path) != before:
-        return
-    cache = cache_file()
+def _keep(cache: Path, path: Path, entry: dict) -> None:
     entries = _read_cache(cache)
     entries.pop(str(path), None)
-    entries[str(path)] = {"identity": before, "sha256": sha}
+    entries[str(path)] = entry
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(cache, json.dumps(dict(list(entries.items())[-KEEP:])))
     except OSError:
-        pass  # a read-only or full home: the digest is simply computed again next time
+        pass  # a read-only or full home: what it would have saved is simply done again next time
+
+
+def remember(path: Path, before: list[int], sha: str) -> None:
+    """Remember `sha`, computed from the file as it was when its identity was `before`, unless it was
+    written to since (then nothing is remembered)."""
+    path = Path(path).resolve()
+    if identity(path) == before:
+        _keep(cache_file(), path, {"identity": before, "sha256": sha})
+
+
+UPLOADS = "uploads.json"  # beside the digests: which multipart upload each file started, and from which version
+
+
+def remember_upload(path: Path, before: list[int], upload_id: str) -> None:
+    """Remember that the multipart upload `upload_id` sends the file as it was when its identity was `before`."""
+    _keep(cache_file(UPLOADS), Path(path).resolve(), {"identity": before, "upload_id": upload_id})
+
+
+def sent_unchanged(path: Path, upload_id: str) -> bool:
+    """Whether `upload_id` was started by this machine from the file as it is now (untouched since): the parts it
+    holds are then the file's, and a resume need not read them back to compare."""
+    path = Path(path).resolve()
+    known = _read_cache(cache_file(UPLOADS)).get(str(path))
+    return isinstance(known, dict) and known.get("upload_id") == upload_id and known.get("identity") == identity(path)
 
 
 def sha256_of(path: Path) -> str:

@@ -17,7 +17,8 @@ DEFAULT_BASE = "python:3.11-slim-bookworm"
 DEFAULT_TAG = "magiccards:cpu"
 GPU_TAG = "magiccards:gpu"
 VARIANTS = ("cpu", "gpu")  # the Dockerfile's VARIANT; gpu: container/requirements-gpu.txt
-STAGE_LABEL = "magiccards.stage"  # set by the Dockerfile on both stages
+STAGE_LABEL = "magiccards.stage"  # set by the Dockerfile on its stages
+VARIANT_LABEL = "magiccards.variant"  # the build stages' VARIANT (each variant keeps its own cache)
 
 
 def _available(client: docker.DockerClient, ref: str, pull: bool) -> bool:
@@ -113,14 +114,21 @@ def build(tag: str = DEFAULT_TAG, base: str | None = None, variant: str = "cpu",
 
 def remove_stale_images(client: docker.DockerClient, label: str = STAGE_LABEL) -> int:
     """Remove the untagged images earlier builds of this Dockerfile left (each rebuild leaves ~3 GB):
-    images a newer build replaced, and every build stage but the newest (kept: the next build's cache).
-    Images are told by the `label` the Dockerfile puts on its stages (`build` or `final`); images a
-    container still uses stay. Returns how many were removed."""
+    images a newer build replaced, and every build stage but the newest of each variant (kept, and with it the
+    dependencies' stage it grew from: the next build's cache). Images are told by the `label` the Dockerfile puts
+    on its stages (`build` or `final`) and by VARIANT_LABEL; images a container still uses stay. Returns how many
+    were removed."""
     dangling = client.images.list(filters={"dangling": True, "label": label})
     stages = sorted((i for i in dangling if i.labels.get(label) == "build"),
                     key=lambda i: i.attrs["Created"], reverse=True)
+    newest: dict[str | None, object] = {}
+    for image in stages:
+        newest.setdefault(image.labels.get(VARIANT_LABEL), image)
+    if len(newest) > 1:
+        newest.pop(None, None)  # a stage of a Dockerfile older than the variant label: replaced by the labelled ones
+    kept = {image.id for image in newest.values()}
     removed = 0
-    for image in [i for i in dangling if i.labels.get(label) != "build"] + stages[1:]:
+    for image in [i for i in dangling if i.labels.get(label) != "build"] + [i for i in stages if i.id not in kept]:
         try:
             client.images.remove(image.id)
             removed += 1

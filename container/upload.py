@@ -13,16 +13,19 @@ multipart one, whose metadata is fixed before the first part). A file already th
 SHA-256 is skipped; the local SHA-256 is remembered while the file is untouched (container/digests.py), so an
 unchanged folder is checked without reading it. An upload cut short (Ctrl-C, a lost connection) leaves its
 parts in S3; the next run reads the file once, checking each stored part's MD5 as it passes and sending the
-parts that are missing (a file changed since: that upload is aborted and the file sent whole).
+parts that are missing (a file changed since: that upload is aborted and the file sent whole). The check is skipped
+when this machine started that upload from the file as it is now (its identity remembered with the upload's id,
+container/digests.py): the stored parts are then the file's, and only the SHA-256 is read off them.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
-from magiccards.container.digests import identity, remember, sha256_of
+from magiccards.container.digests import identity, remember, remember_upload, sent_unchanged, sha256_of
 from magiccards.aws import S3Uri, bucket_region, calling, region_of
 from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.errors import DataError
@@ -134,27 +137,35 @@ def _send(s3, bucket: str, key: str, path: Path, part_size: int, bar, log) -> No
         upload_id, listed = _pending_upload(s3, bucket, key)
         sha = None
         if upload_id:
-            log(f"resuming the upload of {path.name}: {len(listed)} part(s) already in S3")
+            trusted = sent_unchanged(path, upload_id)
+            log(f"resuming the upload of {path.name}: {len(listed)} part(s) already in S3"
+                + ("" if trusted else " (each checked against the file: the upload was not started here from it as "
+                                      "it is now)"))
             try:
-                sha = _send_parts(s3, bucket, key, path, upload_id, listed, part_size, bar)
+                sha = _send_parts(s3, bucket, key, path, upload_id, listed, part_size, bar, trusted)
             except _Changed:
                 log(f"{path.name} changed since its upload was cut short: that upload is dropped and the file sent "
                     "whole")
                 s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         if sha is None:
             upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+            remember_upload(path, before, upload_id)
             sha = _send_parts(s3, bucket, key, path, upload_id, {}, part_size, bar)
         _tag(s3, bucket, key, sha, log)
     remember(path, before, sha)
 
 
 def _send_parts(s3, bucket: str, key: str, path: Path, upload_id: str, listed: dict[int, dict], part_size: int,
-                bar) -> str:
+                bar, trusted: bool = False) -> str:
     """One pass over the file, every part hashed as it is read, and in a pool of THREADS each part already in
     S3 (`listed`) checked by its MD5, the others sent; then the upload completed. Returns the file's SHA-256.
-    Raises _Changed when a stored part differs (the parts sent meanwhile go with the upload, aborted)."""
+    `trusted` (the upload was started here from the file as it is now): a listed part of the right size is taken
+    without reading it, and the SHA-256 is computed beside the sending, by a thread of its own. Raises _Changed when a
+    stored part differs (the parts sent meanwhile go with the upload, aborted)."""
     size = path.stat().st_size
     count = -(-size // part_size)
+    hasher = concurrent.futures.ThreadPoolExecutor(1) if trusted else None
+    hashing = hasher.submit(sha256_of, path) if hasher else None
     pool = concurrent.futures.ThreadPoolExecutor(THREADS)
     running: dict[concurrent.futures.Future, tuple[int, int]] = {}
     etags: dict[int, str] = {}
@@ -181,8 +192,15 @@ def _send_parts(s3, bucket: str, key: str, path: Path, upload_id: str, listed: d
     try:
         with open(path, "rb") as f:
             for number in range(1, count + 1):
+                length = min(part_size, size - (number - 1) * part_size)
+                if trusted and number in listed and listed[number]["Size"] == length:
+                    f.seek(length, os.SEEK_CUR)
+                    etags[number] = listed[number]["ETag"]
+                    advance(length)
+                    continue
                 chunk = f.read(part_size)
-                digest.update(chunk)  # while the pool sends: the hashing costs no extra pass
+                if hashing is None:
+                    digest.update(chunk)  # while the pool sends: the hashing costs no extra pass
                 if number in listed:
                     future = pool.submit(_same_part, chunk, listed[number])
                 else:
@@ -197,9 +215,11 @@ def _send_parts(s3, bucket: str, key: str, path: Path, upload_id: str, listed: d
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if hasher:
+            hasher.shutdown(wait=True, cancel_futures=True)
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={
         "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in range(1, count + 1)]})
-    return digest.hexdigest()
+    return hashing.result() if hashing else digest.hexdigest()
 
 
 def upload(data_dir: Path, destination: str, session=None, part_size: int = PART_SIZE, progress: bool = True,

@@ -165,6 +165,7 @@ def test_an_interrupted_upload_resumes_with_the_parts_already_sent(aws, tmp_path
     assert done.returncode == 0, done.stderr
     resumed = [line for line in (done.stdout + done.stderr).splitlines() if "resuming" in line]
     assert resumed and int(resumed[0].split(": ")[1].split()[0]) >= 2
+    assert "checked against the file" not in resumed[0]  # started here from this very file: its parts not re-read
     head = s3.head_object(Bucket="cards-resume-test", Key="big/train/train.rec")
     assert head["ContentLength"] == big.stat().st_size and head["ETag"].endswith('-20"')
     body = s3.get_object(Bucket="cards-resume-test", Key="big/train/train.rec")["Body"].read()
@@ -186,9 +187,15 @@ def test_a_file_changed_since_its_upload_was_cut_short_is_sent_whole(aws, tmp_pa
     data.mkdir()
     part = 5 * 1024 * 1024
     old = b"".join(bytes([i]) * part for i in range(4))
-    (data / "train.rec").write_bytes(old[:2 * part] + b"x" * (2 * part))  # parts 3 and 4 changed since
+    (data / "train.rec").write_bytes(old)
     key = "run/train/train.rec"
     upload_id = s3.create_multipart_upload(Bucket="cards-changed-test", Key=key)["UploadId"]
+    from magiccards.container.digests import identity, remember_upload
+
+    remember_upload(data / "train.rec", identity(data / "train.rec"), upload_id)  # started here, from `old`
+    stat = (data / "train.rec").stat()
+    (data / "train.rec").write_bytes(old[:2 * part] + b"x" * (2 * part))  # parts 3 and 4 changed since
+    os.utime(data / "train.rec", ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with its time set back
     for number in (1, 3):  # what the interrupted upload had sent: part 1 still matches, part 3 does not
         s3.upload_part(Bucket="cards-changed-test", Key=key, UploadId=upload_id, PartNumber=number,
                        Body=old[(number - 1) * part:number * part])
@@ -196,7 +203,8 @@ def test_a_file_changed_since_its_upload_was_cut_short_is_sent_whole(aws, tmp_pa
 
     lines = []
     upload(data, "s3://cards-changed-test/run", part_size=part, progress=False, log=lines.append)
-    assert any("resuming the upload of train.rec: 2 part(s)" in line for line in lines), lines
+    assert any("resuming the upload of train.rec: 2 part(s)" in line and "checked against the file" in line
+               for line in lines), lines
     assert any("changed since its upload was cut short" in line for line in lines), lines
     body = s3.get_object(Bucket="cards-changed-test", Key=key)["Body"].read()
     assert body == (data / "train.rec").read_bytes()

@@ -8,10 +8,12 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -186,6 +188,23 @@ def test_a_port_in_use_is_one_line(classifier):
                                                 "(SAGEMAKER_BIND_TO_PORT)"]
 
 
+def _two_servers_in(scratch: Path, archive_dir: Path, home: Path, packed_cards: Path) -> None:
+    first = Server(archive_dir, workers=1, TMPDIR=scratch, HOME=home)
+    second = Server(archive_dir, workers=1, TMPDIR=scratch, HOME=home)
+    deadline = time.monotonic() + 30  # gunicorn's arbiter opens its control socket beside the workers' start,
+    while time.monotonic() < deadline:  # not before /ping answers: on a loaded machine it comes a moment later
+        sockets = sorted(scratch.glob("magiccards-serve-*/gunicorn.ctl"))
+        if len(sockets) == 2:
+            break
+        time.sleep(0.1)
+    assert len(sockets) == 2 and all(s.is_socket() for s in sockets)
+    assert first.stop() == 0
+    assert len(list(scratch.glob("magiccards-serve-*/gunicorn.ctl"))) == 1
+    assert second.invoke(_jpegs(packed_cards, 1)[0])[0] == 200
+    assert second.stop() == 0
+    assert list(scratch.iterdir()) == [] and not (home / ".gunicorn").exists()
+
+
 def test_each_server_has_its_own_control_socket_and_leaves_nothing_in_tmp(classifier, packed_cards, tmp_path):
     """Two servers of a model.tar.gz at once: each unpacks into and controls from its own temporary folder;
     the first to stop removes only its own; after both, nothing is left in TMPDIR (nor in ~/.gunicorn)."""
@@ -194,19 +213,15 @@ def test_each_server_has_its_own_control_socket_and_leaves_nothing_in_tmp(classi
     with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
         for f in classifier.iterdir():
             tar.add(f, arcname=f.name)
+    # a short TMPDIR: a Unix socket's path holds at most 107 bytes, which a pytest-xdist worker's tmp_path plus
+    # magiccards-serve-XXXXXXXX/gunicorn.ctl exceeds (gunicorn then serves without its control socket)
+    scratch = Path(tempfile.mkdtemp(prefix="mc-"))
+    try:
+        _two_servers_in(scratch, archive_dir, tmp_path / "home", packed_cards)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    home = tmp_path / "home"
-    first = Server(archive_dir, workers=1, TMPDIR=scratch, HOME=home)
-    second = Server(archive_dir, workers=1, TMPDIR=scratch, HOME=home)
-    sockets = sorted(scratch.glob("magiccards-serve-*/gunicorn.ctl"))
-    assert len(sockets) == 2 and all(s.is_socket() for s in sockets)
-    assert first.stop() == 0
-    assert len(list(scratch.glob("magiccards-serve-*/gunicorn.ctl"))) == 1
-    assert second.invoke(_jpegs(packed_cards, 1)[0])[0] == 200
-    assert second.stop() == 0
-    assert list(scratch.iterdir()) == [] and not (home / ".gunicorn").exists()
-
     bomb = tmp_path / "bomb"
     bomb.mkdir()
     with tarfile.open(bomb / "model.tar.gz", "w:gz") as tar:
