@@ -23,15 +23,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# The dependencies alone, from pyproject.toml (the packages' folders empty): a change of the project's own code
-# leaves this layer cached and rebuilds in seconds.
+# The dependencies alone, from pyproject.toml (the packages' folders and README empty): a change of the project's
+# own code or README leaves this layer cached and rebuilds in seconds.
 # gluoncv pulls opencv-python, which needs libGL; the headless build (a declared dependency) is kept instead.
 # VARIANT=gpu swaps the CPU MXNet for mxnet-cu112 and the NVIDIA libraries it links (no headers, and not
 # libcusolverMg, 179 MB that nothing loads).
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml /src/
 COPY container/requirements-gpu.txt /src/container/
 RUN for room in magiccards data data/formats train serve deeplens container; do \
       mkdir -p "/src/$room" && touch "/src/$room/__init__.py"; done \
+ && touch /src/README.md \
  && pip install /src && pip uninstall -y deeplens-magiccards && rm -rf /src/build /src/*.egg-info \
  && headless="$(pip freeze | grep '^opencv-python-headless==')" \
  && pip uninstall -y opencv-python && pip install --force-reinstall --no-deps "${headless}" \
