@@ -6,8 +6,9 @@ moto_server started on 127.0.0.1 (no AWS here; against real S3 the network decid
 manager's 10 threads matter more). Each of our rounds starts with an empty digest cache (a first upload:
 the file is hashed, then sent). Also measured: a second `upload` of the unchanged file (skipped by size and
 SHA-256; the digest remembered from the first, as a user re-running it gets it, and computed afresh), the
-resume of an upload cut off half way (started on this machine, and elsewhere), and how long moto_server's CompleteMultipartUpload takes to assemble
-the file (it copies every byte again; real S3 assembles server-side), which every upload of the file pays.
+resume of an upload cut off half way (started on this machine, and elsewhere), and how long moto_server's
+CompleteMultipartUpload takes to assemble the file (it copies every byte again; real S3 assembles server-side),
+which every upload of the file pays.
 """
 from __future__ import annotations
 
@@ -111,14 +112,14 @@ def main() -> int:
             # file as it is (as `upload` records when it starts one: the stored parts are taken as they are), and
             # started elsewhere (each stored part read back and checked by its MD5)
             resumes: dict[str, list[tuple[float, float]]] = {"here": [], "elsewhere": []}
+            half = -(-size // PART_SIZE) // 2
             for i in range(ROUNDS):  # best of ROUNDS, as the full uploads
                 os.environ["XDG_CACHE_HOME"] = str(caches / f"cut-off-{i}")  # as the cut-off upload left it: no digest
                 for case in resumes:
                     key = f"resume-{case}-{i}/train/train.rec"
                     upload_id = s3.create_multipart_upload(Bucket="bench-upload", Key=key)["UploadId"]
-                    parts = -(-size // PART_SIZE)
                     with open(rec, "rb") as f:
-                        for n in range(1, parts // 2 + 1):
+                        for n in range(1, half + 1):
                             s3.upload_part(Bucket="bench-upload", Key=key, UploadId=upload_id, PartNumber=n,
                                            Body=f.read(PART_SIZE))
                     assert _pending_upload(s3, "bench-upload", key)[0] == upload_id

@@ -89,9 +89,15 @@ def sha256_of(path: Path) -> str:
     if known is not None:
         return known
     before = identity(path)
+    sha = file_sha256(path)
+    remember(path, before, sha)
+    return sha
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex), read afresh in blocks; nothing remembered."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(BLOCK), b""):
             digest.update(block)
-    remember(path, before, digest.hexdigest())
     return digest.hexdigest()

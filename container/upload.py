@@ -25,7 +25,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from magiccards.container.digests import identity, remember, remember_upload, sent_unchanged, sha256_of
+from magiccards.container.digests import (file_sha256, identity, remember, remember_upload, sent_unchanged,
+                                          sha256_of)
 from magiccards.aws import S3Uri, bucket_region, calling, region_of
 from magiccards.data.crops import CROP_RULE_FILE
 from magiccards.errors import DataError
@@ -165,7 +166,7 @@ def _send_parts(s3, bucket: str, key: str, path: Path, upload_id: str, listed: d
     size = path.stat().st_size
     count = -(-size // part_size)
     hasher = concurrent.futures.ThreadPoolExecutor(1) if trusted else None
-    hashing = hasher.submit(sha256_of, path) if hasher else None
+    hashing = hasher.submit(file_sha256, path) if hasher else None  # remembered by _send, once, when it is done
     pool = concurrent.futures.ThreadPoolExecutor(THREADS)
     running: dict[concurrent.futures.Future, tuple[int, int]] = {}
     etags: dict[int, str] = {}
