@@ -21,7 +21,7 @@ DEMO_CLASSIFIER := --job-dir $(DEMO)/cards-job --network resnet18_v1b --image_sh
 DEMO_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|model directory|error"
 BASE_LINES := grep -E "Epoch\[[0-9]+\] (Validation-accuracy|Speed)|validation mAP|pretrained|transfer|frozen|freeze|model directory|error"
 
-.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real bench-faces base-detector base-classifier two-stage clean
+.PHONY: install docker base-image image image-gpu test test-fast demo bench-pack bench-train bench-image bench-startup bench-serve bench-edge bench-upload bench-real bench-faces base-detector base-classifier two-stage faces-model clean
 
 install: $(STAMP)
 $(STAMP): pyproject.toml
@@ -92,7 +92,7 @@ demo: install
 		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
 		| grep -E "validation mAP|model directory|error" | tail -n 2
 	@echo "Your own cards from one picture each, no photo boxed: 24 card images (tests/data/files/card-faces, MIT) as 6 rank"
-	@echo "classes drawn into 600 scenes, a detector trained from the shipped base, its answers drawn on 6 real photos:"
+	@echo "classes drawn into 600 scenes, a detector trained from the shipped base:"
 	rm -rf $(DEMO)/rank-faces && for rank in nine ten jack queen king ace; do mkdir -p $(DEMO)/rank-faces/$$rank && \
 		cp tests/data/files/card-faces/$$rank-of-*.png $(DEMO)/rank-faces/$$rank/; done
 	$(BIN)/magiccards synth $(DEMO)/faces-scenes --task detection --faces $(DEMO)/rank-faces --count 600 --size 300 \
@@ -102,7 +102,18 @@ demo: install
 		--image_shape 300 --epochs 4 --lr_scheduler_step 3 --mini_batch_size 16 --optimizer adam \
 		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
 		| grep -E "validation mAP|model directory|error" | tail -n 2
-	$(BIN)/magiccards predict $(DEMO)/faces-job/model $$(ls tests/data/files/playing-cards/*.JPG | head -n 6) \
+	@echo "... and a classifier of the crops of 300 larger scenes' boxes, combined with that detector: find, then name:"
+	$(BIN)/magiccards synth $(DEMO)/faces-crop-scenes --task detection --faces $(DEMO)/rank-faces --count 300 \
+		--size 544 --distractors 0.2 --fans 0.3 --seed 2
+	$(BIN)/magiccards pack $(DEMO)/faces-crop-scenes $(DEMO)/faces-crops-rec --crops --resize 128 > /dev/null
+	$(BIN)/magiccards train $(DEMO)/faces-crops-rec --job-dir $(DEMO)/faces-classifier-job --network mobilenet0.25 \
+		--image_shape 3,128,128 --epochs 6 --lr_scheduler_step 4 --mini_batch_size 32 --optimizer adam \
+		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1 2>&1 \
+		| grep -E "validation accuracy|model directory|error" | tail -n 2
+	rm -rf $(DEMO)/faces-two-stage
+	$(BIN)/magiccards combine $(DEMO)/faces-job/model $(DEMO)/faces-classifier-job/model --out $(DEMO)/faces-two-stage \
+		| tail -n 1
+	$(BIN)/magiccards predict $(DEMO)/faces-two-stage $$(ls tests/data/files/playing-cards/*.JPG | head -n 6) \
 		--out $(DEMO)/faces-predicted --backend mxnet | tail -n 1
 	@echo "Exporting both models for the edge (ONNX Runtime, OpenVINO), each checked against MXNet on its own validation images:"
 	for model in cards-job scenes-job; do for format in onnx openvino; do \
@@ -131,7 +142,7 @@ demo: install
 	@echo "demo done: contact sheets $(DEMO)/cards-train.png, $(DEMO)/scenes-train.png; charts $(DEMO)/*-stats.png;" \
 		"models in $(DEMO)/cards-job/model, $(DEMO)/scenes-job/model; curves in $(DEMO)/*-job/output/data;" \
 		"the served scene, drawn: $(DEMO)/served/; exports in $(DEMO)/*-job/model/exports;" \
-		"answers of the detector learnt from card images on real photos: $(DEMO)/faces-predicted/;" \
+		"answers of the two-stage model learnt from card images on real photos: $(DEMO)/faces-predicted/;" \
 		"the two-stage model (detector, then classifier) and its answer: $(DEMO)/two-stage, $(DEMO)/two-stage-predicted/;" \
 		"a Greengrass component in $(DEMO)/greengrass; the DeepLens package, Lambda and its annotated frame in" \
 		"$(DEMO)/deeplens/"
@@ -141,18 +152,39 @@ PHOTOS ?= tests/data/files/playing-cards
 TWO_STAGE ?= two-stage-output
 DETECTOR_EPOCHS ?= 20
 CLASSIFIER_EPOCHS ?= 30
+
+# the steps both two-stage targets share, in folder $(1) holding rec/ (detection) and crops-rec/ (pack --crops):
+# the two stages trained from the shipped bases, combined into $(1)/model, its answers on $(PHOTOS) drawn
+define train_two_stage
+	$(BIN)/magiccards train $(1)/rec --job-dir $(1)/detector-job --network ssd_300_mobilenet0.25 \
+		--image_shape 300 --epochs $(DETECTOR_EPOCHS) --mini_batch_size 16 --optimizer adam --learning_rate 0.001 \
+		--augmentation_type ssd --use_pretrained_model 1
+	$(BIN)/magiccards train $(1)/crops-rec --job-dir $(1)/classifier-job --network mobilenet0.25 \
+		--image_shape 3,128,128 --epochs $(CLASSIFIER_EPOCHS) --mini_batch_size 32 --optimizer adam \
+		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1
+	rm -rf $(1)/model
+	$(BIN)/magiccards combine $(1)/detector-job/model $(1)/classifier-job/model --out $(1)/model
+	$(BIN)/magiccards predict $(1)/model $(PHOTOS) --out $(1)/predicted | tail -n 1
+endef
+
 two-stage: install  ## a detector and a crop classifier of the same photo split, combined (PHOTOS=D TWO_STAGE=OUT)
 	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/rec --resize 300 --seed 0
 	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/crops-rec --crops --resize 128 --seed 0
-	$(BIN)/magiccards train $(TWO_STAGE)/rec --job-dir $(TWO_STAGE)/detector-job --network ssd_300_mobilenet0.25 \
-		--image_shape 300 --epochs $(DETECTOR_EPOCHS) --mini_batch_size 16 --optimizer adam --learning_rate 0.001 \
-		--augmentation_type ssd --use_pretrained_model 1
-	$(BIN)/magiccards train $(TWO_STAGE)/crops-rec --job-dir $(TWO_STAGE)/classifier-job --network mobilenet0.25 \
-		--image_shape 3,128,128 --epochs $(CLASSIFIER_EPOCHS) --mini_batch_size 32 --optimizer adam \
-		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1
-	rm -rf $(TWO_STAGE)/model
-	$(BIN)/magiccards combine $(TWO_STAGE)/detector-job/model $(TWO_STAGE)/classifier-job/model --out $(TWO_STAGE)/model
-	$(BIN)/magiccards predict $(TWO_STAGE)/model $(PHOTOS) --out $(TWO_STAGE)/predicted | tail -n 1
+	$(call train_two_stage,$(TWO_STAGE))
+
+FACES ?= tests/data/files/card-faces
+FACES_MODEL ?= faces-output
+FACES_SCENES ?= 3000
+FACES_CROP_SCENES ?= 2000
+
+faces-model: install  ## find then name, from one image of each card: scenes, their crops, two models, combined (FACES=D FACES_MODEL=OUT PHOTOS=D)
+	$(BIN)/magiccards synth $(FACES_MODEL)/scenes --task detection --faces $(FACES) --count $(FACES_SCENES) --size 300 \
+		--distractors 0.2 --fans 0.3 --seed 1
+	$(BIN)/magiccards synth $(FACES_MODEL)/crop-scenes --task detection --faces $(FACES) --count $(FACES_CROP_SCENES) \
+		--size 544 --distractors 0.2 --fans 0.3 --seed 2
+	$(BIN)/magiccards pack $(FACES_MODEL)/scenes $(FACES_MODEL)/rec
+	$(BIN)/magiccards pack $(FACES_MODEL)/crop-scenes $(FACES_MODEL)/crops-rec --crops --resize 128
+	$(call train_two_stage,$(FACES_MODEL))
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack

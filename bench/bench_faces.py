@@ -9,8 +9,9 @@ ranks (nine ... ace): the faces of a rank's four suits go in one class folder, a
   (b) the same budget on scenes of synth's procedural faces of the same cards (the 24 cards, boxes renamed
       to their rank);
   (c) for scale: the detector trained on 237 of those photos boxed by hand (`make bench-real`, its README figure);
-  (d) a classifier of the ranks (mobilenet0.25, 128 px, from the shipped base classifier) trained on
-      classification scenes of the faces: top-1 on the square crops of every box of every photo.
+  (d) a classifier of the ranks (mobilenet0.25, 128 px, from the shipped base classifier) trained on the
+      square crops (`pack --crops`: the crop rule a two-stage model names its boxes by) of the boxes of
+      detection scenes drawn from the faces: top-1 on the square crops of every box of every photo.
 
 Each run gets --budget minutes of this machine, synth and pack included (the scene count is fixed; the
 epochs fill what is left, from a one-epoch probe). The photos are the judge only: the recipe (scene count,
@@ -38,7 +39,8 @@ from bench_real import CLS_HP, HP, photo_map, train_run  # noqa: E402  the same 
 SHARED = REPO.parent / "shared" / "datasets"
 REAL_FIGURE = 0.658  # `make bench-real` (b): 237 boxed photos, from the synthetic base, 10 min (README)
 SCENES, SCENE_SIZE = 3000, 300
-CROPS, CROP_SIZE = 3000, 128
+CROP_SCENES, CROP_SCENE_SIZE, CROP_SIZE = 2000, 544, 128  # (d): scenes whose boxes' crops train the classifier;
+# 544 px: the crop of the smallest card synth draws (a fifth of the scene, plus the rule's margin) is 128 px or more
 RECIPE = dict(distractors=0.2, fans=0.3, max_cards=4)
 
 
@@ -136,7 +138,8 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=15.0, help="minutes of this machine per run (default 15)")
     parser.add_argument("--part", choices=("all", "detection", "classification", "two-stage"), default="all")
     parser.add_argument("--scenes", type=int, default=SCENES, help=f"detection scenes per run (default {SCENES})")
-    parser.add_argument("--crops", type=int, default=CROPS, help=f"classification images (default {CROPS})")
+    parser.add_argument("--crop-scenes", type=int, default=CROP_SCENES,
+                        help=f"detection scenes whose boxes' crops train the classifier (default {CROP_SCENES})")
     parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "faces")
     args = parser.parse_args()
     for what in (args.faces, args.photos):
@@ -191,10 +194,11 @@ def main() -> int:
         crops = out / "crops-rec"
         pack(args.photos, crops, val_fraction=0, resize=CROP_SIZE, crops=True, progress=False, log=lambda line: None)
         started = time.perf_counter()
-        synth(out / "faces-crops", task="classification", count=args.crops, faces=faces, size=CROP_SIZE, seed=2,
-              progress=False)
-        rec = out / "d-rec"
-        pack(out / "faces-crops", rec, val_fraction=0.1, seed=0, progress=False, log=lambda line: None)
+        synth(out / "crop-scenes", task="detection", count=args.crop_scenes, faces=faces, size=CROP_SCENE_SIZE,
+              seed=2, progress=False, **RECIPE)
+        rec = out / "d-rec"  # the crops of the scenes' boxes, cut as a two-stage model cuts its detector's boxes
+        pack(out / "crop-scenes", rec, val_fraction=0.1, seed=0, resize=CROP_SIZE, crops=True, progress=False,
+             log=lambda line: None)
         base = transfer.shipped_base(CLS_HP["network"])
         epochs = epochs_for(rec, out / "d-probe", CLS_HP, base, args.budget * 60 - (time.perf_counter() - started))
         metrics, _ = train_run(rec, out / "d-classifier", dict(CLS_HP, epochs=str(epochs), use_pretrained_model="1",

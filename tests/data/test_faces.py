@@ -1,5 +1,6 @@
 """synth from card images (`synth --faces`), `faces` (cards cut from photos) and their bad inputs."""
 import hashlib
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -253,3 +254,21 @@ def test_faces_cuts_the_card_out_of_a_real_phone_photo(tmp_path):
     w, h = Image.open(result.written[0]).size
     assert h > w and 0.6 < w / h < 0.8  # a poker card is 63:88 = 0.72
     assert result.sheet.is_file()
+
+
+def test_scenes_of_card_images_pack_into_the_crops_a_two_stage_classifier_learns_from(tmp_path):
+    """The faces walkthrough's classifier data: detection scenes of card images, `pack --crops`: one crop per
+    labelled box, the card images' classes in their order, the crop rule written for `combine` to check."""
+    from magiccards.data.crops import CROP_RULE_FILE, RULE
+    from magiccards.data.pack import pack
+
+    names = ["king-of-spades", "queen-of-hearts", "ace-of-clubs"]
+    synth(tmp_path / "scenes", task="detection", count=12, size=544, faces=CARD_FACES, classes=names, seed=2,
+          workers=1, distractors=0.5, fans=0.5, progress=False)
+    boxes = [o.findtext("name") for x in (tmp_path / "scenes" / "annotations").glob("*.xml")
+             for o in ET.parse(x).iter("object")]
+    crops = pack(tmp_path / "scenes", tmp_path / "crops", val_fraction=0, resize=128, crops=True, workers=1,
+                 progress=False, log=lambda line: None)
+    assert crops.task == "classification" and list(crops.classes) == names
+    assert sum(crops.images.values()) == len(boxes) >= 12  # every labelled box, no distractor
+    assert json.loads((tmp_path / "crops" / CROP_RULE_FILE).read_text())["name"] == RULE["name"]
