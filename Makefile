@@ -109,7 +109,7 @@ demo: install
 	$(BIN)/magiccards train $(DEMO)/faces-crops-rec --job-dir $(DEMO)/faces-classifier-job --network mobilenet0.25 \
 		--image_shape 3,128,128 --epochs 6 --lr_scheduler_step 4 --mini_batch_size 32 --optimizer adam \
 		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1 2>&1 \
-		| grep -E "validation accuracy|model directory|error" | tail -n 2
+		| grep -E "Validation-accuracy|model directory|error" | tail -n 2
 	rm -rf $(DEMO)/faces-two-stage
 	$(BIN)/magiccards combine $(DEMO)/faces-job/model $(DEMO)/faces-classifier-job/model --out $(DEMO)/faces-two-stage \
 		| tail -n 1
