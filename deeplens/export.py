@@ -107,7 +107,7 @@ def _write(model: ModelDir, export_format: str, precision: str, calibration, log
                 onnx_export.to_fp16(onnx_file, target)
                 onnx_file = target
             if model.task == "detection":  # the tail in float32 after the heads, whatever their precision
-                onnx_export.append_tail(model, onnx_file)
+                onnx_export.append_tail(model, onnx_file, for_openvino=export_format == "openvino")
             if export_format == "openvino":
                 openvino_export.save_ir(openvino_export.read_onnx(onnx_file), target, fp16=precision == "fp16")
     finally:

@@ -72,13 +72,14 @@ def write_onnx(model: ModelDir, graph: Graph, path: Path) -> list[str]:
     return ["class probabilities (background first)", "box offsets"]
 
 
-def append_tail(model: ModelDir, path: Path) -> None:
+def append_tail(model: ModelDir, path: Path, for_openvino: bool = False) -> None:
     """End the detector's ONNX heads at `path` in box decoding and NMS (onnx_tail.py), from the anchors and rules
-    `write_onnx` stored: the export then answers ids, scores and boxes, as the MXNet graph does."""
+    `write_onnx` stored: the export then answers ids, scores and boxes, as the MXNet graph does. `for_openvino`:
+    the file is read by OpenVINO, whose TopK leaves equal scores in no set order (onnx_tail.build_tail)."""
     from magiccards.serve.detection_decode import load_rules
 
     onnx_tail.append_tail(path, np.load(model.exports_dir / ANCHORS), load_rules(model.exports_dir / DECODE_RULES),
-                          len(model.classes))
+                          len(model.classes), ties_in_order=not for_openvino)
 
 
 def to_fp16(source: Path, target: Path) -> None:

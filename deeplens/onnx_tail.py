@@ -7,9 +7,10 @@ added here answers what MXNet's graph answers (serve/detection_decode.py says ho
             constant anchors; foreground probabilities at or under `class_thresh` score nothing (with
             `best_class_only`, every class but the anchor's best scores nothing);
   top k     the best `topk` (class, anchor) candidates over all classes, best first, equal scores in
-            index order (the class-major order the NumPy tail sorts stably in; each candidate's place is
-            counted, k x k comparisons, not sorted stably: which of several candidates tied at the k-th
-            score get in is the runtime's choice);
+            index order (the class-major order the NumPy tail sorts stably in): ONNX's TopK keeps that
+            order itself (ONNX Runtime); for OpenVINO, whose converted TopK does not and whose stable
+            TopK is slow, each candidate's place is counted (k x k comparisons; which of several
+            candidates tied at the k-th score get in is then the runtime's choice);
   NMS       `NonMaxSuppression` over those candidates, each scored in its own class row only (one row
             when `force_suppress`): suppression at IoU > `overlap_thresh`, scores > `valid_thresh`;
   keep      the kept candidates in their score order, the first `keep`, padded with -1:
@@ -117,17 +118,19 @@ def _kept_first(b: _Builder, kept: str, k: int, keep: int) -> str:
 
 
 def build_tail(b: _Builder, probabilities: str, offsets: str, anchors: np.ndarray, classes: int,
-               rules: DecodeRules) -> tuple[str, str, str]:
-    """The tail's nodes in `b`; returns the names of ids, scores and boxes."""
+               rules: DecodeRules, ties_in_order: bool = True) -> tuple[str, str, str]:
+    """The tail's nodes in `b`; returns the names of ids, scores and boxes. `ties_in_order`: the runtime's TopK
+    puts equal values in index order, as ONNX specifies (ONNX Runtime); OpenVINO's converted TopK does not
+    (its stable mode is slow: a third of a millisecond per 400 values), so for it the order is counted."""
     count = anchors.shape[0]
     k = min(rules.topk, classes * count)
     keep = min(rules.keep, k)
     boxes = _decode_boxes(b, offsets, anchors, rules)
     flat = b.op("Reshape", _class_scores(b, probabilities, classes, rules), b.const([0, -1], np.int64))  # (N, C*A)
     best, index = b.op("TopK", flat, b.const([k], np.int64), outputs=2, axis=1, largest=1, sorted=1)  # (N, k)
-    # equal scores in index order (NumPy's stable sort), exactly: each candidate's place counted, not sorted
-    order = _score_then_index_order(b, best, index, k)
-    best, index = b.op("GatherElements", best, order, axis=1), b.op("GatherElements", index, order, axis=1)
+    if not ties_in_order:  # equal scores put in index order (NumPy's stable sort) by counting, not sorting
+        order = _score_then_index_order(b, best, index, k)
+        best, index = b.op("GatherElements", best, order, axis=1), b.op("GatherElements", index, order, axis=1)
     anchor = b.op("Mod", index, b.const(count, np.int64))
     class_id = b.op("Div", index, b.const(count, np.int64))
     four = b.op("Expand", b.op("Unsqueeze", anchor, b.const([2], np.int64)), b.const([1, 1, 4], np.int64))
@@ -163,9 +166,9 @@ def build_tail(b: _Builder, probabilities: str, offsets: str, anchors: np.ndarra
     return tuple(outputs)
 
 
-def append_tail(path: Path, anchors: np.ndarray, rules: DecodeRules, classes: int) -> None:
+def append_tail(path: Path, anchors: np.ndarray, rules: DecodeRules, classes: int, ties_in_order: bool = True) -> None:
     """Rewrite the ONNX heads at `path` (a detector of `classes` foreground classes) to end in the detection
-    tail (outputs ids, scores, boxes)."""
+    tail (outputs ids, scores, boxes); `ties_in_order` as for `build_tail` (False for OpenVINO)."""
     import onnx
     from onnx import helper
 
@@ -175,7 +178,8 @@ def append_tail(path: Path, anchors: np.ndarray, rules: DecodeRules, classes: in
         return
     probabilities, offsets = (o.name for o in graph.output)
     b = _Builder()
-    ids, scores, boxes = build_tail(b, probabilities, offsets, np.asarray(anchors, np.float32), classes, rules)
+    ids, scores, boxes = build_tail(b, probabilities, offsets, np.asarray(anchors, np.float32), classes, rules,
+                                    ties_in_order)
     for name, final in zip((ids, scores, boxes), OUTPUTS):
         b.nodes.append(helper.make_node("Identity", [name], [final], name=f"tail_{final}"))
     graph.node.extend(b.nodes)

@@ -54,16 +54,19 @@ def test_the_graphs_tail_answers_as_the_numpy_tail(tmp_path, rules):
     rng = np.random.default_rng(1)
     classes, count = 3, 500
     probabilities, offsets, anchors = _inputs(rng, 3, count, classes)
-    path = tmp_path / "model.onnx"
-    _heads(path, classes)
-    append_tail(path, anchors, rules, classes)
-    model = onnx.load(str(path))
-    assert tuple(o.name for o in model.graph.output) == TAIL_OUTPUTS
+    paths = {}
+    for ties_in_order in (True, False):  # ONNX's own TopK order (ONNX Runtime), counted (OpenVINO)
+        paths[ties_in_order] = tmp_path / f"model-{ties_in_order}.onnx"
+        _heads(paths[ties_in_order], classes)
+        append_tail(paths[ties_in_order], anchors, rules, classes, ties_in_order=ties_in_order)
+        model = onnx.load(str(paths[ties_in_order]))
+        assert tuple(o.name for o in model.graph.output) == TAIL_OUTPUTS
     want = decode(probabilities, offsets, anchors, rules)
     assert (want[0] >= 0).sum() > 20  # there is something to compare
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    compiled = openvino().Core().compile_model(read_onnx(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    for runtime, run in (("onnxruntime", lambda p, o: session.run(None, {"p": p, "o": o})),
+    sessions = {t: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for t, p in paths.items()}
+    compiled = openvino().Core().compile_model(read_onnx(paths[False]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    for runtime, run in (("onnxruntime", lambda p, o: sessions[True].run(None, {"p": p, "o": o})),
+                         ("onnxruntime, counted", lambda p, o: sessions[False].run(None, {"p": p, "o": o})),
                          ("openvino", lambda p, o: [np.asarray(v) for v in compiled({"p": p, "o": o}).values()])):
         for n in (1, 3):  # one image, and a batch (each image its own rows)
             got = run(probabilities[:n], offsets[:n])
