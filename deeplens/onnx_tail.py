@@ -107,12 +107,13 @@ def _score_then_index_order(b: _Builder, score: str, index: str, k: int) -> str:
 
 def _kept_first(b: _Builder, kept: str, k: int, keep: int) -> str:
     """The first `keep` of: the candidates with a score (> 0) in their order, then the others in theirs."""
-    flag = b.op("Cast", b.op("Greater", kept, b.const(0.0)), to=7)  # (N, k) 1 where kept
+    is_kept = b.op("Greater", kept, b.const(0.0))
+    flag = b.op("Cast", is_kept, to=7)  # (N, k) 1 where kept
     ahead = b.op("CumSum", flag, b.const(1, np.int64), exclusive=1)  # kept ones before each
     total = b.op("ReduceSum", flag, b.const([1], np.int64), keepdims=1)  # (N, 1)
     others = b.op("Add", total, b.op("CumSum", b.op("Sub", b.const(1, np.int64), flag), b.const(1, np.int64),
                                      exclusive=1))
-    place = b.op("Where", b.op("Cast", flag, to=9), ahead, others)
+    place = b.op("Where", is_kept, ahead, others)
     return b.op("Slice", _permutation(b, place, k), b.const([0], np.int64), b.const([keep], np.int64),
                 b.const([1], np.int64))
 
