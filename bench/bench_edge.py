@@ -20,7 +20,8 @@ is copied at the benchmark's input size, exported in every format and precision 
 
 Targets: OpenVINO FP32 >= 3x MXNet for ResNet-18 and >= 3.5x for the SSD; INT8 >= 1.8x OpenVINO FP32,
 with the parity gates of the export; OpenVINO FP32 >= 70 % of the FP32 peak on ResNet-18 at batch 8.
-Everything runs on the cores this process is given.
+Every backend of a model is timed in ten alternating rounds (each round runs them all in turn), so that a
+busy spell of a shared machine falls on all of them alike. Everything runs on the cores this process is given.
 """
 from __future__ import annotations
 
@@ -56,22 +57,32 @@ def at_size(model: Path, size: int, out: Path) -> Path:
     return job / "model"
 
 
-def timings(backend, batch1: np.ndarray, batch8: np.ndarray, runs: int) -> dict:
-    for _ in range(5):
-        backend.run(batch1)
-    latencies = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        backend.run(batch1)
-        latencies.append(time.perf_counter() - start)
-    backend.run(batch8)
-    start, rounds = time.perf_counter(), max(3, runs // 8)
-    for _ in range(rounds):
+def timings(backends: dict, batch1: np.ndarray, batch8: np.ndarray, runs: int, rounds: int = 10) -> dict:
+    """p50/p99 batch-1 latency and batch-8 images/s of each backend, timed in alternating rounds (each round
+    runs every backend in turn) so that a noisy spell of a shared machine falls on all of them alike."""
+    for backend in backends.values():
+        for _ in range(5):
+            backend.run(batch1)
         backend.run(batch8)
-    per_second = 8 * rounds / (time.perf_counter() - start)
-    latencies.sort()
-    return {"p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-            "images_per_s": per_second}
+    latencies = {name: [] for name in backends}
+    batch8_seconds = dict.fromkeys(backends, 0.0)
+    per_round, batches = max(1, runs // rounds), max(1, runs // (8 * rounds))
+    for _ in range(rounds):
+        for name, backend in backends.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                backend.run(batch1)
+                latencies[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for _ in range(batches):
+                backend.run(batch8)
+            batch8_seconds[name] += time.perf_counter() - start
+    out = {}
+    for name, measured in latencies.items():
+        measured.sort()
+        out[name] = {"p50_ms": 1000 * statistics.median(measured), "p99_ms": 1000 * measured[int(0.99 * (len(measured) - 1))],
+                     "images_per_s": 8 * batches * rounds / batch8_seconds[name]}
+    return out
 
 
 PEAK_FORMS = {"matmul": ([1024, 1024], (1024, 1024)), "1x1 convolution": ([1, 512, 64, 64], (512, 512, 1, 1))}
@@ -157,11 +168,14 @@ def bench_model(label: str, model: Path, runs: int, peaks: dict, log) -> list[di
     samples = read_samples(find_records(opened, None, "the benchmark"), opened.task, 8)
     inputs = np.stack([network_input(s.image, opened.task, opened.input_shape, opened.mean, opened.std)
                        for s in (samples * 8)[:8]])
+    names = [("mxnet", None), ("onnxruntime:fp32", ("onnx", "fp32")), ("openvino:fp32", ("openvino", "fp32")),
+             ("openvino:fp16", ("openvino", "fp16")), ("openvino:int8", ("openvino", "int8"))]
+    backends = {name: select(opened, name) for name, _ in names}
+    timed = timings(backends, inputs[:1], inputs, runs)
     rows = []
-    for name, key in [("mxnet", None), ("onnxruntime:fp32", ("onnx", "fp32")), ("openvino:fp32", ("openvino", "fp32")),
-                      ("openvino:fp16", ("openvino", "fp16")), ("openvino:int8", ("openvino", "int8"))]:
-        backend = select(opened, name)
-        row = {"model": label, "backend": name, "ran_at": backend.ran_at, **timings(backend, inputs[:1], inputs, runs)}
+    for name, key in names:
+        backend = backends[name]
+        row = {"model": label, "backend": name, "ran_at": backend.ran_at, **timed[name]}
         kind = "int8" if name.endswith("int8") else "fp32"  # half precision rows too: this CPU's float peak
         row.update(gop=gop, gops=gop * row["images_per_s"], peak=kind)
         row["of_peak"] = row["gops"] / peaks[kind]["gops"]
@@ -218,7 +232,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", type=Path, default=DEMO / "cards-job" / "model")
     parser.add_argument("--detector", type=Path, default=DEMO / "scenes-job" / "model")
-    parser.add_argument("--runs", type=int, default=200, help="timed batch-1 runs per backend")
+    parser.add_argument("--runs", type=int, default=400, help="timed batch-1 runs per backend, in 10 alternating rounds")
     parser.add_argument("--out", type=Path, default=Path("bench-output") / "edge")
     args = parser.parse_args(argv)
     for model in (args.classifier, args.detector):

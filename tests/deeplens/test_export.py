@@ -106,6 +106,12 @@ def test_detector_exports_end_in_their_own_decoding_and_nms_and_answer_as_mxnet(
                 matched += any(b.class_id == a.class_id and abs(a.score - b.score) < 1e-4 and
                                np.abs(np.array(a.box) - np.array(b.box)).max() < 1e-3 for b in got)
         assert total > 16 and matched >= 0.98 * total, (backend, total, matched)
+    # OpenVINO runs a batch of one on a copy compiled at that shape: the same answers as within a batch
+    openvino_backend = Predictor(detector_copy, backend="openvino")
+    assert list(openvino_backend.backend.for_one.inputs[0].get_shape())[0] == 1
+    for image, within in zip(images[:4], answers["openvino"]):
+        alone = openvino_backend.predict([image], score_threshold=0.1)[0]
+        assert [(d.class_id, round(d.score, 4)) for d in alone] == [(d.class_id, round(d.score, 4)) for d in within]
     # an older export: the heads only
     onnx_export.write_onnx(model, load_graph(model), model.export_file("onnx", "fp32"))
     older = Predictor(detector_copy, backend="onnxruntime")
