@@ -101,7 +101,7 @@ class OpenVinoBackend(_ExportBackend):
     """An OpenVINO IR on the CPU plugin. Exports take any batch size; a batch of one (a camera's frame, the
     server's single image) runs a copy compiled at that shape, since the CPU plugin runs a graph of static
     shapes without inferring each node's shape and allocating its memory on every call (a fifth to a third
-    of the SSD's time at batch 1: bench/bench_edge.py)."""
+    of the demo SSD's time at batch 1, side by side: README, `make bench-edge`)."""
 
     name, export_format = "openvino", "openvino"
 
