@@ -114,8 +114,9 @@ class OpenVinoBackend(_ExportBackend):
                   "INFERENCE_PRECISION_HINT": openvino_precision(precision)}
         core = ov.Core()
         try:
-            self._compiled = core.compile_model(str(self.file), "CPU", config)
-            self.for_one = _compiled_for_one(core, self.file, config)  # None when the IR's batch is fixed
+            ir = core.read_model(str(self.file))
+            self._compiled = core.compile_model(ir, "CPU", config)  # the plugin compiles its own copy of `ir`
+            self.for_one = _compiled_for_one(core, ir, config)  # None when the IR's batch is fixed
         except RuntimeError as e:
             raise BackendError(f"OpenVINO cannot compile {self.file}: {str(e).splitlines()[0][:300]}") from None
         self._tail_after([o.get_any_name() for o in self._compiled.outputs])
@@ -131,9 +132,9 @@ class OpenVinoBackend(_ExportBackend):
         return [np.asarray(result[output], np.float32) for output in compiled.outputs]
 
 
-def _compiled_for_one(core, file, config):
-    """The IR compiled for a batch of one when its batch size is left open (else None: it is fixed already)."""
-    model = core.read_model(str(file))
+def _compiled_for_one(core, model, config):
+    """`model` (an IR read, reshaped here) compiled for a batch of one when its batch size is left open (else
+    None: it is fixed already)."""
     dims = list(model.inputs[0].get_partial_shape())
     if len(model.inputs) != 1 or not dims or dims[0].is_static or not all(d.is_static for d in dims[1:]):
         return None
