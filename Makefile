@@ -100,7 +100,7 @@ demo: install
 	$(BIN)/magiccards pack $(DEMO)/faces-scenes $(DEMO)/faces-rec > /dev/null
 	$(BIN)/magiccards train $(DEMO)/faces-rec --job-dir $(DEMO)/faces-job --network ssd_300_mobilenet0.25 \
 		--image_shape 300 --epochs 4 --lr_scheduler_step 3 --mini_batch_size 16 --optimizer adam \
-		--learning_rate 0.001 --augmentation_type ssd --use_pretrained_model 1 2>&1 \
+		--learning_rate 0.001 --augmentation_type none --use_pretrained_model 1 2>&1 \
 		| grep -E "validation mAP|model directory|error" | tail -n 2
 	@echo "... and a classifier of the crops of 300 larger scenes' boxes, combined with that detector: find, then name"
 	@echo "(a two-minute model: its answers are drawn down to a score of 0.1, where a trained model's default is 0.3):"
@@ -155,11 +155,11 @@ DETECTOR_EPOCHS ?= 20
 CLASSIFIER_EPOCHS ?= 30
 
 # the steps both two-stage targets share, in folder $(1) holding rec/ (detection) and crops-rec/ (pack --crops):
-# the two stages trained from the shipped bases, combined into $(1)/model, its answers on $(PHOTOS) drawn
+# the two stages trained from the shipped bases, combined into $(1)/model, its answers on $(PHOTOS) drawn;
+# $(2): the detector's epochs, schedule and augmentation (photos: `ssd`; generated scenes vary enough as drawn: `none`)
 define train_two_stage
 	$(BIN)/magiccards train $(1)/rec --job-dir $(1)/detector-job --network ssd_300_mobilenet0.25 \
-		--image_shape 300 --epochs $(DETECTOR_EPOCHS) --mini_batch_size 16 --optimizer adam --learning_rate 0.001 \
-		--augmentation_type ssd --use_pretrained_model 1
+		--image_shape 300 $(2) --mini_batch_size 16 --optimizer adam --learning_rate 0.001 --use_pretrained_model 1
 	$(BIN)/magiccards train $(1)/crops-rec --job-dir $(1)/classifier-job --network mobilenet0.25 \
 		--image_shape 3,128,128 --epochs $(CLASSIFIER_EPOCHS) --mini_batch_size 32 --optimizer adam \
 		--learning_rate 0.001 --augmentation_type crop_color --use_pretrained_model 1
@@ -171,11 +171,13 @@ endef
 two-stage: install  ## a detector and a crop classifier of the same photo split, combined (PHOTOS=D TWO_STAGE=OUT)
 	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/rec --resize 300 --seed 0
 	$(BIN)/magiccards pack $(PHOTOS) $(TWO_STAGE)/crops-rec --crops --resize 128 --seed 0
-	$(call train_two_stage,$(TWO_STAGE))
+	$(call train_two_stage,$(TWO_STAGE),--epochs $(DETECTOR_EPOCHS) --augmentation_type ssd)
 
 FACES ?= tests/data/files/card-faces
 FACES_MODEL ?= faces-output
-FACES_SCENES ?= 3000
+FACES_SCENES ?= 6000
+FACES_DETECTOR_EPOCHS ?= 6
+FACES_DETECTOR_STEP ?= 4
 FACES_CROP_SCENES ?= 2000
 
 faces-model: install  ## find then name, from one image of each card: scenes, their crops, two models, combined (FACES=D FACES_MODEL=OUT PHOTOS=D)
@@ -185,7 +187,8 @@ faces-model: install  ## find then name, from one image of each card: scenes, th
 		--size 544 --distractors 0.2 --fans 0.3 --seed 2
 	$(BIN)/magiccards pack $(FACES_MODEL)/scenes $(FACES_MODEL)/rec
 	$(BIN)/magiccards pack $(FACES_MODEL)/crop-scenes $(FACES_MODEL)/crops-rec --crops --resize 128
-	$(call train_two_stage,$(FACES_MODEL))
+	$(call train_two_stage,$(FACES_MODEL),--epochs $(FACES_DETECTOR_EPOCHS) --lr_scheduler_step $(FACES_DETECTOR_STEP) \
+		--augmentation_type none)
 
 bench-pack: install
 	$(BIN)/python bench/bench_pack.py --out $(BENCH)/pack
