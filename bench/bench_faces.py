@@ -14,9 +14,9 @@ ranks (nine ... ace): the faces of a rank's four suits go in one class folder, a
       detection scenes drawn from the faces: top-1 on the square crops of every box of every photo.
 
 Each run gets --budget minutes of this machine, synth and pack included (the scene count is fixed; the
-epochs fill what is left, from a one-epoch probe; a detector's probe epoch is its first, the run goes on from it). The photos are the judge only: the recipe (scene count,
---distractors, --fans, the hyperparameters) was fixed before any photo was scored, on held-out generated
-scenes (each run's validation channel is 10 % of its scenes, another seed's draw); the photos are read
+epochs fill what is left, from a one-epoch probe; a detector's probe epoch is its first, the run goes on
+from it). The photos are the judge only: the recipe (scene count, --distractors, --fans, the
+hyperparameters) was chosen on held-out generated scenes (each run's validation channel is 10 % of its scenes, another seed's draw); the photos are read
 after training ends. Targets: (a) >= 0.6, (a) >= 1.5x (b), (d) >= 0.9.
 
   (e) when (a) and (d) both ran (`--part all`, or `--part two-stage`: (a), (d) and (e) without (b)): the
@@ -41,7 +41,7 @@ REAL_FIGURE = 0.658  # `make bench-real` (b): 237 boxed photos, from the synthet
 SCENES, SCENE_SIZE = 6000, 300
 # synth scenes already vary scale, position, angle and light: the detector learns from them as drawn (the
 # `none` transform; bench-train's detection figure: 0.863 held-out with it against 0.284 with `ssd`'s expand
-# and crop), and twice bench-real's scene count makes up for the crops it no longer sees (about six epochs fit)
+# and crop), and twice the earlier 3,000 scenes make up for the crops it no longer sees (about five epochs fit)
 DETECTOR_HP = dict(HP, augmentation_type="none")
 CROP_SCENES, CROP_SCENE_SIZE, CROP_SIZE = 2000, 544, 128  # (d): scenes whose boxes' crops train the classifier;
 # 544 px: the crop of the smallest card synth draws (a fifth of the scene, plus the rule's margin) is 128 px or more
