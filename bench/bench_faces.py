@@ -16,8 +16,8 @@ ranks (nine ... ace): the faces of a rank's four suits go in one class folder, a
 Each run gets --budget minutes of this machine, synth and pack included (the scene count is fixed; the
 epochs fill what is left, from a one-epoch probe; a detector's probe epoch is its first, the run goes on
 from it). The photos are the judge only: the recipe (scene count, --distractors, --fans, the
-hyperparameters) was chosen on held-out generated scenes (each run's validation channel is 10 % of its scenes, another seed's draw); the photos are read
-after training ends. Targets: (a) >= 0.6, (a) >= 1.5x (b), (d) >= 0.9.
+hyperparameters) was chosen on held-out generated scenes (each run's validation channel is 10 % of its
+scenes, another seed's draw); the photos are read after training ends. Targets: (a) >= 0.6, (a) >= 1.5x (b), (d) >= 0.9.
 
   (e) when (a) and (d) both ran (`--part all`, or `--part two-stage`: (a), (d) and (e) without (b)): the
       two-stage model of (a)'s detector and (d)'s classifier (`magiccards combine`), from card images alone:
