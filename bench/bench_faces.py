@@ -11,7 +11,9 @@ ranks (nine ... ace): the faces of a rank's four suits go in one class folder, a
   (c) for scale: the detector trained on 237 of those photos boxed by hand (`make bench-real`, its README figure);
   (d) a classifier of the ranks (mobilenet0.25, 128 px, from the shipped base classifier) trained on the
       square crops (`pack --crops`: the crop rule a two-stage model names its boxes by) of the boxes of
-      detection scenes drawn from the faces: top-1 on the square crops of every box of every photo.
+      detection scenes drawn from the faces: top-1 on the square crops of every box of every photo. With
+      `--part classification --unseen-suit SUIT` its held-out crops are of scenes drawn from SUIT's faces alone,
+      and it trains on the other suits' (how classifier recipes were compared: unseen art of every rank).
 
 Each run gets --budget minutes of this machine, synth and pack included (the scene count is fixed; the
 epochs fill what is left, from a one-epoch probe; a detector's probe epoch is its first, the run goes on
@@ -58,6 +60,47 @@ def rank_faces(faces: Path, ranks: list[str], out: Path) -> Path:
         for f in found:
             shutil.copy(f, out / rank / f.name)
     return out
+
+
+def split_suit(faces: Path, suit: str, out: Path) -> tuple[Path, Path]:
+    """The rank folders of `faces` split in two: every suit but `suit`, and `suit` alone (`--unseen-suit`)."""
+    seen, unseen = out / "faces-seen", out / "faces-unseen"
+    for face in faces.rglob("*.*"):
+        folder = (unseen if face.stem.endswith(f"-of-{suit}") else seen) / face.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(face, folder / face.name)
+    for side, what in ((unseen, f"of {suit}"), (seen, f"of another suit than {suit}")):
+        missing = sorted({f.name for f in faces.iterdir()} - {f.name for f in side.glob("*")})
+        if missing:
+            raise SystemExit(f"--unseen-suit {suit}: no face {what} for {', '.join(missing)}")
+    return seen, unseen
+
+
+def crop_channels(faces: Path, out: Path, count: int, unseen_suit: str | None) -> Path:
+    """(d)'s training and validation crops: the boxes of `count` scenes drawn at CROP_SCENE_SIZE, 10 % of them
+    held out; with `unseen_suit`, the held-out scenes are drawn from that suit's faces alone and the rest from
+    the other suits' (art of every rank the classifier never saw, as another deck's cards are)."""
+    from magiccards.data.pack import pack
+    from magiccards.data.synth import synth
+
+    rec = out / "d-rec"  # the crops of the scenes' boxes, cut as a two-stage model cuts its detector's boxes
+    crops = dict(resize=CROP_SIZE, crops=True, progress=False, log=lambda line: None)
+    if not unseen_suit:
+        synth(out / "crop-scenes", task="detection", count=count, faces=faces, size=CROP_SCENE_SIZE, seed=2,
+              progress=False, **RECIPE)
+        pack(out / "crop-scenes", rec, val_fraction=0.1, seed=0, **crops)
+        return rec
+    seen, unseen = split_suit(faces, unseen_suit, out)
+    held = max(1, count // 10)
+    synth(out / "crop-scenes", task="detection", count=count - held, faces=seen, size=CROP_SCENE_SIZE, seed=2,
+          progress=False, **RECIPE)
+    synth(out / "unseen-scenes", task="detection", count=held, faces=unseen, size=CROP_SCENE_SIZE, seed=7,
+          progress=False, **RECIPE)
+    pack(out / "crop-scenes", rec, val_fraction=0, **crops)
+    pack(out / "unseen-scenes", out / "unseen-rec", val_fraction=0, **crops)
+    for ext in ("rec", "idx", "lst"):  # the unseen suit's crops are the validation channel
+        shutil.copy(out / "unseen-rec" / f"train.{ext}", rec / f"validation.{ext}")
+    return rec
 
 
 def photo_ranks(photos: Path) -> list[str]:
@@ -150,8 +193,13 @@ def main() -> int:
     parser.add_argument("--scenes", type=int, default=SCENES, help=f"detection scenes per run (default {SCENES})")
     parser.add_argument("--crop-scenes", type=int, default=CROP_SCENES,
                         help=f"detection scenes whose boxes' crops train the classifier (default {CROP_SCENES})")
+    parser.add_argument("--unseen-suit", metavar="SUIT",
+                        help="(d) held out on scenes of this suit's faces only, trained on the other suits' "
+                             "(how the classifier's recipe was compared: unseen art of every rank)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-output" / "faces")
     args = parser.parse_args()
+    if args.unseen_suit and args.part != "classification":
+        raise SystemExit("--unseen-suit compares classifier recipes: pass it with --part classification")
     for what in (args.faces, args.photos):
         if not what.is_dir():
             raise SystemExit(f"no folder {what}: pass --faces DIR (card images) and --photos DIR (photos with VOC boxes)")
@@ -204,11 +252,7 @@ def main() -> int:
         crops = out / "crops-rec"
         pack(args.photos, crops, val_fraction=0, resize=CROP_SIZE, crops=True, progress=False, log=lambda line: None)
         started = time.perf_counter()
-        synth(out / "crop-scenes", task="detection", count=args.crop_scenes, faces=faces, size=CROP_SCENE_SIZE,
-              seed=2, progress=False, **RECIPE)
-        rec = out / "d-rec"  # the crops of the scenes' boxes, cut as a two-stage model cuts its detector's boxes
-        pack(out / "crop-scenes", rec, val_fraction=0.1, seed=0, resize=CROP_SIZE, crops=True, progress=False,
-             log=lambda line: None)
+        rec = crop_channels(faces, out, args.crop_scenes, args.unseen_suit)
         base = transfer.shipped_base(CLS_HP["network"])
         epochs, _ = epochs_for(rec, out / "d-probe", CLS_HP, base, args.budget * 60 - (time.perf_counter() - started))
         metrics, _ = train_run(rec, out / "d-classifier", dict(CLS_HP, epochs=str(epochs), use_pretrained_model="1",
@@ -222,7 +266,8 @@ def main() -> int:
               + f" | **{top1:.3f}** | {epochs} | {minutes:.1f} |")
         print(f"\n(d) {top1:.3f}: target >= 0.9 {'met' if top1 >= 0.9 else 'MISSED'}")
         held = [float(r.get("validation_accuracy", 0)) for r in metrics["history"]]
-        axes[1].plot(range(1, len(held) + 1), held, label="(d) held-out scenes")
+        axes[1].plot(range(1, len(held) + 1), held,
+                     label=f"(d) held-out scenes{f' of the unseen {args.unseen_suit}' if args.unseen_suit else ''}")
         axes[1].axhline(top1, linestyle=":", label="(d) the photos' crops")
         axes[1].set_title("classifier: top-1 per epoch (held-out scenes) and on the crops (dotted)")
         axes[1].set_xlabel("epoch")
