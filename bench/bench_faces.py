@@ -232,7 +232,8 @@ def main() -> int:
             procedural_scenes(ranks, out / "procedural-scenes", seed=1, count=args.scenes)
             runs["(b) synth's procedural cards"] = detector_run("b-procedural", out / "procedural-scenes", ranks, out,
                                                                args.budget, started, photos_rec / "train.rec")
-        print(f"\n| detector ({HP['network']}, {SCENE_SIZE} px, from the shipped base, `augmentation_type none`) | "
+        print(f"\n| detector ({DETECTOR_HP['network']}, {SCENE_SIZE} px, from the shipped base, "
+              f"`augmentation_type {DETECTOR_HP['augmentation_type']}`) | "
               + " | ".join(ranks) + " | mAP@0.5 on the photos | epochs | minutes |")
         print("| --- | " + " | ".join("---:" for _ in ranks) + " | ---: | ---: | ---: |")
         for name, r in runs.items():
